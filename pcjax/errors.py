@@ -1,0 +1,17 @@
+"""Exceptions raised by pcjax, each carrying the problem and the fix in its message."""
+
+
+class PCJaxError(RuntimeError):
+    """Base class of pcjax errors."""
+
+
+class ShapeError(PCJaxError, ValueError):
+    """Arrays whose shapes do not fit the network (names the block and both shapes)."""
+
+
+class DivergenceError(PCJaxError, FloatingPointError):
+    """The energy became non-finite during training (names the layer and inference step)."""
+
+
+class ConfigError(PCJaxError, ValueError):
+    """An invalid configuration value (names the field and the valid choices or range)."""

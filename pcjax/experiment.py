@@ -1,0 +1,160 @@
+"""Build a run from a configuration (Hydra or plain dataclass) and execute it.
+
+config -> dataset + model + algorithm + tracker -> ``fit`` -> run record. ``run_experiment`` is
+what ``experiments/train.py`` calls; tests call it directly without Hydra.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from .algorithms import PC, Backprop, PCConfig
+from .config import Config, check_choice, check_range
+from .data import DATASETS, load_dataset
+from .data.pipeline import AugmentSpec
+from .errors import ConfigError
+from .inference import LatentOptim
+from .lalr import make_lalr
+from .models import MODELS, build_model
+from .network import EnergySpec
+from .optim import WeightOptim
+from .train import TrainerConfig, fit
+
+ALGORITHMS = ("pc", "bp")
+
+
+def to_dict(cfg: Any) -> dict:
+    """A plain, JSON-serialisable dict of a DictConfig or dataclass config."""
+    if is_dataclass(cfg):
+        return asdict(cfg)
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _tuple(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+def algorithm_label(c: dict) -> str:
+    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``."""
+    a, e = c["algorithm"], c["energy"]
+    if a["name"] == "bp":
+        return "bp-" + ("ce" if a["loss"] in ("cross_entropy", "ce") else "se")
+    out = "ce" if e["output"] in ("cross_entropy", "ce") else "se"
+    lam = e["lam"] if isinstance(e["lam"], list) else [e["lam"]]
+    base = {"pc": "pc", "ipc": "ipc", "fu": "pc-fu"}[a["variant"]]
+    if any(float(v) != 0 for v in lam):
+        base = "bpc" if a["variant"] == "pc" else "b" + base
+    label = f"{base}-{out}"
+    if float(a["beta"]) != 1.0 or a["beta_schedule"] != "constant":
+        label += f"-nudge{a['beta_schedule'][:1]}"
+    if c["lalr"]["rule"] != "constant":
+        label += f"+lalr:{c['lalr']['rule']}"
+    if c["model"].get("skip", "none") != "none" or c["model"].get("residual"):
+        label += "+skip"
+    return label
+
+
+def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
+    """Model and algorithm from a plain config dict."""
+    check_choice("model.name", c["model"]["name"], MODELS)
+    check_choice("algorithm.name", c["algorithm"]["name"], ALGORITHMS)
+    check_range("algorithm.T", c["algorithm"]["T"], 0, 10_000)
+    check_range("algorithm.latent.lr", c["algorithm"]["latent"]["lr"], 0.0, None)
+    check_range("optim.lr", c["optim"]["lr"], 0.0, None)
+    e = c["energy"]
+    spec = EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]))
+    m = dict(c["model"])
+    name = m.pop("name")
+    if m.get("backward") == "auto":
+        m["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] == "pc") else "none"
+    builder = MODELS[name]
+    accepted = inspect.signature(builder).parameters
+    options = {k: v for k, v in m.items() if k in accepted}
+    model = build_model(name, input_shape, num_classes, key=jax.random.PRNGKey(c["seed"]), **options)
+    wopt = WeightOptim(**{k: v for k, v in c["optim"].items()})
+    total = steps_per_epoch * c["trainer"]["epochs"]
+    a = c["algorithm"]
+    if a["name"] == "bp":
+        return model, Backprop(wopt, total, loss=a["loss"])
+    lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
+    pc = PCConfig(
+        T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
+        variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
+    )
+    return model, PC(pc, wopt, total)
+
+
+def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
+    """The run directory to continue: an explicit path, or the newest sibling run with a checkpoint."""
+    if resume in (False, None, "false", "False"):
+        return None
+    if isinstance(resume, str) and resume not in ("true", "True", "latest"):
+        path = Path(resume)
+        if not (path / "latest").exists():
+            raise ConfigError(f"trainer.resume={resume}: no checkpoint found there (expected {path / 'latest'})")
+        return path
+    candidates = sorted(p for p in run_dir.parent.glob("*") if (p / "latest").exists())
+    return candidates[-1] if candidates else None
+
+
+def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
+    """Run one training job described by ``cfg``; returns its record (also written to run_dir)."""
+    c = to_dict(cfg if cfg is not None else Config())
+    d = c["dataset"]
+    check_choice("dataset.name", d["name"], DATASETS)
+    options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
+    data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
+                        limit_test=d["limit_test"], **options)
+    t = c["trainer"]
+    check_range("trainer.val_fraction", t["val_fraction"], 0.0, 0.99)
+    n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
+    steps = max(n_train // t["batch_size"], 1)
+    model, algo = build(c, steps, data.image_shape, data.num_classes)
+    label = algorithm_label(c)
+    name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
+    run_dir = Path(run_dir or c.get("run_dir") or Path("outputs") / name / f"seed{c['seed']}")
+    resume_dir = _resume_dir(run_dir, t["resume"])
+    if resume_dir is not None:
+        run_dir = resume_dir
+    aug = d["augment"]
+    tc = TrainerConfig(
+        epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
+        val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
+        augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
+        run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
+    )
+    from .tracking import make_tracker
+
+    tr = c["tracking"]
+    tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
+    ref = c.get("reference") or {}
+    meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
+            "reference": ref if ref.get("value") is not None else None}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker.start(c, run_dir)
+    try:
+        _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+    finally:
+        tracker.finish(None)
+    record["run_dir"] = str(run_dir)
+    return record
+
+
+def summary_line(record: dict) -> str:
+    """The one-line JSON summary printed last by ``experiments/train.py``."""
+    s = record["summary"]
+    return json.dumps({
+        "name": record["name"], "dataset": record["dataset"], "model": record["model"],
+        "algorithm": record["algorithm"], "seed": record["seed"], "epochs": len(record["epochs"]),
+        "test_acc": s.get("test_acc"), "val_acc": s.get("val_acc"), "best_test_acc": s.get("best_test_acc"),
+        "seconds_per_epoch": s.get("seconds_per_epoch"), "compile_seconds": s.get("compile_seconds"),
+        "device": record["hardware"].get("device_kind"), "run_dir": record.get("run_dir"),
+    })

@@ -1,0 +1,32 @@
+"""Model registry: ``build_model(name, input_shape, num_classes, key=..., **options)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import ConfigError
+from ..network import Network
+from .mlp import mlp
+
+MODELS: dict[str, Callable[..., Network]] = {"mlp": mlp}
+
+
+def register_model(name: str, builder: Callable[..., Network]) -> Callable[..., Network]:
+    """Register a model builder ``builder(input_shape, num_classes, *, key, **options) -> Network``."""
+    MODELS[name] = builder
+    return builder
+
+
+def build_model(name: str, input_shape, num_classes: int, *, key, **options) -> Network:
+    """Build a registered model by name (clear error listing valid names)."""
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(sorted(MODELS))}") from None
+    try:
+        return builder(tuple(input_shape), num_classes, key=key, **options)
+    except TypeError as err:
+        raise ConfigError(f"invalid options for model {name!r}: {err}") from None
+
+
+__all__ = ["MODELS", "build_model", "register_model", "mlp"]

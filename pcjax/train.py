@@ -1,0 +1,299 @@
+"""fit(): the epoch loop over a device-resident dataset.
+
+The uint8 dataset is put on the device once. Each epoch draws a permutation from
+fold_in(key, epoch) and runs the training steps as ``lax.scan`` over index batches inside one
+compiled function (split into a few chunks only so that a progress bar can advance); the
+per-sample augmentation and normalisation run inside it. A step whose energy turns non-finite
+is not applied: training stops with a ``DivergenceError`` naming the batch, inference step and
+layer, and the last checkpoint and record stay as they were at the end of the previous epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import ArrayDataset, split_validation
+from .data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation, eval_batches, normalize
+from .errors import ConfigError, DivergenceError
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Epoch-loop settings."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    chunks_per_epoch: int = 10
+    progress: bool = True
+    run_dir: str | None = None
+    resume: bool = False
+    checkpoint: bool = True
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"trainer.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"trainer.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.chunks_per_epoch < 1:
+            raise ConfigError(f"trainer.chunks_per_epoch must be >= 1, got {self.chunks_per_epoch}")
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=float)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _to_float(x) -> float | list:
+    a = np.asarray(x)
+    return a.tolist() if a.ndim else float(a)
+
+
+class _Compiled:
+    """The compiled chunk-of-steps and evaluation functions for one algorithm and dataset."""
+
+    def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int):
+        mean, std = jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32)
+        self.algorithm = algorithm
+
+        def prep_train(key, xb):
+            xb = augment(key, xb, spec)
+            return normalize(xb, mean, std)
+
+        def prep_eval(xb):
+            if spec.crop_size is not None:
+                xb = center_crop(xb, spec.crop_size)
+            return normalize(xb, mean, std)
+
+        def chunk(state, train_x, train_y, key, idx, valid, dead):
+            def body(carry, inputs):
+                st, dead = carry
+                b_idx, ok, k = inputs
+                x = prep_train(k, train_x[b_idx])
+                y = jax.nn.one_hot(train_y[b_idx], num_classes)
+
+                def run(st):
+                    new, metrics = algorithm.train_step(st, x, y)
+                    finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
+                    if "layer_energy" in metrics:
+                        finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
+                    new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, st)
+                    return new, metrics, finite
+
+                def skip(st):
+                    shapes = jax.eval_shape(run, st)[1]
+                    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                    return st, zeros, jnp.asarray(True)
+
+                active = ok & ~dead
+                st, metrics, finite = jax.lax.cond(active, run, skip, st)
+                metrics = dict(metrics, valid=active, finite=finite)
+                return (st, dead | (active & ~finite)), metrics
+
+            keys = jax.random.split(key, idx.shape[0])
+            (state, dead), metrics = jax.lax.scan(body, (state, dead), (idx, valid, keys))
+            return state, dead, metrics
+
+        def evaluate(state, xs, ys, idx, mask):
+            def body(total, inputs):
+                b_idx, m = inputs
+                out = algorithm.eval_step(state, prep_eval(xs[b_idx]))
+                correct = (jnp.argmax(out, -1) == ys[b_idx]) & m
+                return total + correct.sum(), None
+
+            total, _ = jax.lax.scan(body, jnp.zeros((), jnp.int32), (idx, mask))
+            return total / mask.sum()
+
+        self.chunk = eqx.filter_jit(chunk)
+        self.evaluate = eqx.filter_jit(evaluate)
+
+
+def _first_nonfinite(metrics: dict, bad: int) -> str:
+    trace = metrics.get("layer_energy")
+    if trace is None:
+        return "the loss"
+    t_bad = np.asarray(trace[bad])
+    idx = np.argwhere(~np.isfinite(t_bad))
+    if idx.size == 0:
+        return "the energy"
+    t, layer = idx[0]
+    return f"inference step {int(t)} at layer {int(layer) + 1}"
+
+
+def _pad_rows(perm: jnp.ndarray, rows: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    n = perm.shape[0]
+    valid = jnp.arange(rows) < n
+    if rows > n:
+        perm = jnp.concatenate([perm, jnp.zeros((rows - n, perm.shape[1]), perm.dtype)])
+    return perm, valid
+
+
+def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=None, meta: dict | None = None) -> tuple[Any, dict]:
+    """Train ``model`` with ``algorithm`` on ``data``; evaluate every epoch; return (state, record).
+
+    The run record (``record.json`` in ``cfg.run_dir``) holds the config, per-epoch metrics,
+    seconds per epoch, compile time and hardware; with ``cfg.checkpoint`` the full training state
+    is checkpointed atomically after every epoch and ``cfg.resume`` continues from the latest one.
+    """
+    from .checkpoint import CheckpointManager
+    from .tracking import git_commit, hardware_info
+
+    meta = dict(meta or {})
+    train, (val_x, val_y) = split_validation(data, cfg.val_fraction, cfg.seed)
+    n = train.train_x.shape[0]
+    if n < cfg.batch_size:
+        raise ConfigError(f"trainer.batch_size={cfg.batch_size} exceeds the {n} training examples")
+    nb = n // cfg.batch_size
+    K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
+    n_chunks = math.ceil(nb / K)
+    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes)
+    dev = {k: jnp.asarray(v) for k, v in dict(
+        train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
+        val_x=val_x, val_y=val_y).items()}
+    test_idx, test_mask = eval_batches(data.test_x.shape[0], cfg.eval_batch_size)
+    val_idx, val_mask = eval_batches(max(val_x.shape[0], 1), cfg.eval_batch_size)
+
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else None
+    manager = None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        manager = CheckpointManager(run_dir, keep=cfg.keep_checkpoints) if cfg.checkpoint else None
+    state = algorithm.init(model)
+    base_key = jax.random.PRNGKey(cfg.seed)
+    record: dict[str, Any] = {
+        "schema": 1, **{k: meta.get(k) for k in ("name", "dataset", "model", "algorithm")},
+        "seed": cfg.seed, "config": meta.get("config", {}), "reference": meta.get("reference"),
+        "hardware": hardware_info(), "git_commit": git_commit(), "status": "running",
+        "epochs": [], "inference_trace": None, "summary": {},
+    }
+    start_epoch = 0
+    if cfg.resume and manager is not None:
+        restored = manager.restore_latest(eqx.filter(state, eqx.is_array))
+        if restored is not None:
+            arrays, ck_meta = restored
+            state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
+            start_epoch = int(ck_meta["epoch"])
+            record["epochs"] = ck_meta["epochs"]
+            record["summary"]["compile_seconds"] = ck_meta.get("compile_seconds")
+
+    # Compile once up front on an all-invalid chunk (the cond skips every step), so epoch times
+    # exclude compilation.
+    t0 = time.perf_counter()
+    dummy_idx = jnp.zeros((K, cfg.batch_size), jnp.int32)
+    jax.block_until_ready(compiled.chunk(state, dev["train_x"], dev["train_y"], base_key, dummy_idx,
+                                         jnp.zeros((K,), bool), jnp.asarray(False)))
+    compiled.evaluate(state, dev["test_x"], dev["test_y"], test_idx, test_mask).block_until_ready()
+    if record["summary"].get("compile_seconds") is None:
+        record["summary"]["compile_seconds"] = time.perf_counter() - t0
+
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(cfg.epochs - start_epoch) * n_chunks, desc=str(meta.get("name") or "train"), unit="chunk", leave=False)
+    trace_sum = None
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.perf_counter()
+        ekey = jax.random.fold_in(base_key, epoch)
+        pkey, akey = jax.random.split(ekey)
+        perm, valid = _pad_rows(epoch_permutation(pkey, n, cfg.batch_size), n_chunks * K)
+        perm, valid = perm.reshape(n_chunks, K, -1), valid.reshape(n_chunks, K)
+        dead = jnp.asarray(False)
+        chunks = []
+        for c in range(n_chunks):
+            state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], jax.random.fold_in(akey, c),
+                                           perm[c], valid[c], dead)
+            chunks.append(m)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{float(m['loss'][-1]):.4f}")
+        metrics = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
+        jax.block_until_ready(state)
+        seconds = time.perf_counter() - t_epoch
+        mask = np.asarray(metrics["valid"])
+        if bool(dead):
+            finite = np.asarray(metrics["finite"])
+            bad = int(np.argmax(mask & ~finite))
+            where = _first_nonfinite(metrics, bad)
+            record["status"] = "diverged"
+            record["divergence"] = {"epoch": epoch + 1, "batch": bad, "where": where}
+            if run_dir is not None:
+                _write_json_atomic(run_dir / "record.json", record)
+            if bar is not None:
+                bar.close()
+            raise DivergenceError(
+                f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}. "
+                "Training stopped; the last good checkpoint and record (end of the previous epoch) are kept. "
+                "Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller weight lr."
+            )
+        means = {k: float(np.asarray(v)[mask].mean()) for k, v in metrics.items()
+                 if k in ("loss", "energy", "acc")}
+        if "layer_energy" in metrics:
+            trace_sum = np.asarray(metrics["layer_energy"])[mask].mean(axis=0)
+        t_eval = time.perf_counter()
+        test_acc = float(compiled.evaluate(state, dev["test_x"], dev["test_y"], test_idx, test_mask))
+        val_acc = (float(compiled.evaluate(state, dev["val_x"], dev["val_y"], val_idx, val_mask))
+                   if val_x.shape[0] else None)
+        entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
+                 "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
+                 "eval_seconds": time.perf_counter() - t_eval}
+        if trace_sum is not None:
+            entry["layer_energy"] = trace_sum[-1].tolist()
+            if "step_scale" in metrics:
+                entry["step_scale"] = np.asarray(metrics["step_scale"])[mask].mean(axis=0).tolist()
+        record["epochs"].append(entry)
+        record["inference_trace"] = None if trace_sum is None else trace_sum.tolist()
+        _summarise(record)
+        if tracker is not None:
+            tracker.log({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
+        if manager is not None:
+            manager.save(eqx.filter(state, eqx.is_array),
+                         {"epoch": epoch + 1, "epochs": record["epochs"],
+                          "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
+        if run_dir is not None:
+            _write_json_atomic(run_dir / "record.json", record)
+    if bar is not None:
+        bar.close()
+    record["status"] = "complete"
+    _summarise(record)
+    if run_dir is not None:
+        _write_json_atomic(run_dir / "record.json", record)
+    return state, record
+
+
+def _summarise(record: dict) -> None:
+    """summary: strict protocol (test acc at the best-validation epoch), best test, seconds/epoch."""
+    epochs = record["epochs"]
+    if not epochs:
+        return
+    if all(e["val_acc"] is not None for e in epochs):
+        best = max(range(len(epochs)), key=lambda i: (epochs[i]["val_acc"], -i))
+    else:
+        best = len(epochs) - 1
+    secs = [e["seconds"] for e in epochs]
+    record["summary"].update(
+        test_acc=epochs[best]["test_acc"], val_acc=epochs[best]["val_acc"], best_epoch=best + 1,
+        best_test_acc=max(e["test_acc"] for e in epochs), last_test_acc=epochs[-1]["test_acc"],
+        seconds_per_epoch=float(np.mean(secs[1:] if len(secs) > 1 else secs)),
+    )
