@@ -54,6 +54,7 @@ class LatentCfg:
 @dataclass
 class AlgorithmCfg:
     name: str = "pc"
+    label: str = "pc"
     variant: str = "pc"
     T: int = 8
     beta: float = 1.0

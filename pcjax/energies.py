@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .errors import ConfigError
+
 EnergyFn = Callable[[Array, Array], Float[Array, "B"]]
 
 _REGISTRY: dict[str, EnergyFn] = {}
@@ -55,7 +57,7 @@ def get_energy(name_or_fn: str | EnergyFn) -> EnergyFn:
     try:
         return _REGISTRY[name_or_fn]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown energy term {name_or_fn!r}; valid choices: {', '.join(available_energies())}. "
             "Register a new one with pcjax.energies.register_energy(name, fn)."
         ) from None

@@ -260,19 +260,20 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
                  "eval_seconds": time.perf_counter() - t_eval}
         if trace_sum is not None:
             entry["layer_energy"] = trace_sum[-1].tolist()
-            if "step_scale" in metrics:
-                entry["step_scale"] = np.asarray(metrics["step_scale"])[mask].mean(axis=0).tolist()
+            for key in ("step_scale", "error_norm"):
+                if key in metrics:
+                    entry[key] = np.asarray(metrics[key])[mask].mean(axis=0).tolist()
         record["epochs"].append(entry)
         record["inference_trace"] = None if trace_sum is None else trace_sum.tolist()
         _summarise(record)
-        if tracker is not None:
-            tracker.log({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
         if manager is not None:
             manager.save(eqx.filter(state, eqx.is_array),
                          {"epoch": epoch + 1, "epochs": record["epochs"],
                           "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
         if run_dir is not None:
             _write_json_atomic(run_dir / "record.json", record)
+        if tracker is not None:
+            tracker.log({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
     if bar is not None:
         bar.close()
     record["status"] = "complete"

@@ -162,7 +162,8 @@ def load_dataset(
         limit_test: keep only the first ``limit_test`` test examples.
         **options: loader-specific options, e.g. ``label_mode="coarse"`` for ``cifar100``,
             ``mirror=URL`` (download base, also ``$PCJAX_DATA_MIRROR``) for file-backed datasets,
-            ``n_train``/``image_shape``/... for ``synthetic``.
+            ``n_train``/``image_shape``/... for ``synthetic``. ``digits`` and ``synthetic`` need no
+            files: ``root`` and ``download`` are ignored for them.
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names).

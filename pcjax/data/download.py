@@ -220,11 +220,22 @@ def _extract(archive: Path, ddir: Path, spec: RemoteFile) -> None:
                 z.extractall(tmpdir)
         else:
             with tarfile.open(archive, "r:*") as t:
-                t.extractall(tmpdir, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuses unsafe members
+                    t.extractall(tmpdir, filter="data")
+                else:
+                    for m in t.getmembers():
+                        p = PurePosixPath(m.name)
+                        if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
+                            raise DatasetError(f"unsafe member {m.name!r} in archive")
+                    t.extractall(tmpdir)
         unpacked = tmpdir / str(spec.extract_dir)
         if not unpacked.is_dir():
             raise DatasetError(f"archive has no top-level directory {spec.extract_dir!r}")
-        os.rename(unpacked, ddir / str(spec.extract_dir))
+        try:
+            os.rename(unpacked, ddir / str(spec.extract_dir))
+        except OSError:
+            if not (ddir / str(spec.extract_dir)).is_dir():  # else: a concurrent process unpacked it first
+                raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

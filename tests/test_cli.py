@@ -1,0 +1,68 @@
+"""The Hydra entry point: default run, multirun over seeds + generated table, wandb offline, config errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["trainer.epochs=2", "trainer.progress=false", "model.width=32", "model.depth=2"]
+
+
+def _run(args, cwd, check=True):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_default_run_prints_json_summary_last(tmp_path):
+    proc = _run(FAST, tmp_path)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("dataset", "model", "algorithm", "epochs", "test_acc", "val_acc", "seconds_per_epoch"):
+        assert key in summary
+    assert summary["dataset"] == "digits" and summary["algorithm"].startswith("bpc")
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["epochs"] == 2
+    assert (Path(summary["run_dir"]) / "record.json").exists()
+
+
+def test_multirun_two_seeds_and_table(tmp_path):
+    _run(["-m", "seed=0,1", "algorithm=pc", "energy=gaussian", "lalr=constant", *FAST], tmp_path)
+    records = list((tmp_path / "multirun").rglob("record.json"))
+    assert len(records) == 2
+    out = tmp_path / "table.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), str(tmp_path / "multirun"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "±" in text and "digits" in text and "| 2 |" in text.replace("  ", " ")
+
+
+def test_wandb_offline_writes_run_directory(tmp_path):
+    _run(["tracking.backends=[wandb,jsonl]", *FAST], tmp_path)
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert runs, "no offline wandb run directory was written"
+    assert list(tmp_path.rglob("metrics.jsonl"))
+
+
+def test_typo_in_config_key_names_the_key(tmp_path):
+    proc = _run(["algorithm.latnet.lr=0.1"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "latnet" in proc.stderr
+
+
+def test_out_of_range_value_names_the_field(tmp_path):
+    proc = _run(["trainer.val_fraction=1.5", *FAST], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "trainer.val_fraction" in proc.stderr
+
+
+def test_unknown_choice_lists_valid_ones(tmp_path):
+    proc = _run(["lalr.rule=fancy", *FAST], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "fancy" in proc.stderr and "error_normalised" in proc.stderr
+    proc = _run(["model.act=swishy", *FAST], tmp_path, check=False)
+    assert "swishy" in proc.stderr and "gelu" in proc.stderr

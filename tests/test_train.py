@@ -1,0 +1,125 @@
+"""End-to-end training: accuracy on real data, run records, divergence, resume, config errors."""
+
+import json
+import os
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+import pcjax as pj
+from pcjax.checkpoint import CheckpointError
+from pcjax.config import Config
+from pcjax.data import load_dataset
+from pcjax.experiment import build, run_experiment, to_dict
+from pcjax.train import TrainerConfig, fit
+
+
+def _digits_cfg(algorithm: str, epochs: int = 10) -> Config:
+    c = Config()
+    c.algorithm.name = algorithm
+    c.algorithm.latent.lr, c.algorithm.latent.momentum = 0.1, 0.5
+    c.model.width, c.model.depth = 128, 2
+    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = epochs, 32, False
+    c.optim.lr = 1e-3
+    return c
+
+
+@pytest.mark.parametrize("algorithm", ["pc", "bp"])
+def test_digits_reaches_95_percent(algorithm, tmp_path):
+    record = run_experiment(_digits_cfg(algorithm), run_dir=tmp_path)
+    assert record["summary"]["test_acc"] >= 0.95, record["summary"]
+    saved = json.loads((tmp_path / "record.json").read_text())
+    assert saved["status"] == "complete" and len(saved["epochs"]) == 10
+    for key in ("dataset", "model", "algorithm", "hardware", "config", "summary"):
+        assert saved[key]
+    assert saved["summary"]["seconds_per_epoch"] > 0
+
+
+def test_bidirectional_lalr_on_digits(tmp_path):
+    c = _digits_cfg("pc")
+    c.energy.lam = 0.1
+    c.lalr.rule, c.lalr.params = "error_normalised", {"eps": 1e-3, "max_scale": 10.0}
+    record = run_experiment(c, run_dir=tmp_path)
+    assert record["algorithm"].startswith("bpc")
+    assert record["summary"]["test_acc"] >= 0.93, record["summary"]
+    assert len(record["inference_trace"]) == c.algorithm.T + 1
+
+
+needs_mnist = pytest.mark.skipif(
+    not (Path(os.environ.get("PCJAX_DATA_DIR", "/nonexistent")) / "mnist" / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="MNIST not found under PCJAX_DATA_DIR (set it to a folder holding mnist/*-ubyte.gz)",
+)
+
+
+@needs_mnist
+def test_mnist_pcx_mlp_one_epoch(tmp_path):
+    """PCX MLP 784-128-128-128-10, PC-SE, T=8, PCX latent rates; weight lr 1e-3 for a one-epoch budget."""
+    c = Config()
+    c.dataset.name = "mnist"
+    c.model.width, c.model.depth, c.model.act = 128, 3, "gelu"
+    c.algorithm.T, c.algorithm.latent.lr, c.algorithm.latent.momentum = 8, 0.0105, 0.65
+    c.optim.lr, c.optim.weight_decay = 1e-3, 3.55e-4
+    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = 1, 128, False
+    record = run_experiment(c, run_dir=tmp_path)
+    assert record["summary"]["test_acc"] >= 0.95, record["summary"]
+
+
+def _fit(tmp_path, epochs, *, resume=False, tracker=None, latent_lr=0.1):
+    c = to_dict(_digits_cfg("pc", epochs))
+    c["algorithm"]["latent"]["lr"] = latent_lr
+    data = load_dataset("digits")
+    model, algo = build(c, int(data.train_x.shape[0] * 0.9) // 32, data.image_shape, data.num_classes)
+    tc = TrainerConfig(epochs=epochs, batch_size=32, progress=False, run_dir=str(tmp_path), resume=resume, seed=0)
+    return fit(algo, model, data, tc, tracker=tracker, meta={"name": "t"})
+
+
+class _Kill:
+    """A tracker that simulates the process being killed right after epoch ``k`` was saved."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def log(self, metrics, step):
+        if step == self.k:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    full_state, full = _fit(tmp_path / "a", 3)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "b", 3, tracker=_Kill(1))
+    assert json.loads((tmp_path / "b" / "record.json").read_text())["status"] == "running"
+    state, resumed = _fit(tmp_path / "b", 3, resume=True)
+    for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(full_state, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(state, eqx.is_array))):
+        np.testing.assert_array_equal(a, b)
+    strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
+    assert strip(full["epochs"]) == strip(resumed["epochs"])
+
+
+def test_divergence_names_step_and_keeps_last_good_checkpoint(tmp_path):
+    _fit(tmp_path, 1)
+    before = (tmp_path / "record.json").read_text()
+    with pytest.raises(pj.DivergenceError) as err:
+        _fit(tmp_path, 3, resume=True, latent_lr=1e30)
+    msg = str(err.value)
+    assert "epoch 2" in msg and "inference step" in msg and "layer" in msg and "algorithm.latent.lr" in msg
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "diverged" and len(record["epochs"]) == 1
+    assert record["epochs"] == json.loads(before)["epochs"]
+    state, _ = _fit(tmp_path, 1, resume=True)  # the epoch-1 checkpoint still loads
+    assert state is not None
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+    _fit(tmp_path, 1)
+    latest = tmp_path / (tmp_path / "latest").read_text().strip()
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    latest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as err:
+        _fit(tmp_path, 2, resume=True)
+    assert latest.name in str(err.value)
