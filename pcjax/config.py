@@ -141,6 +141,7 @@ class Config:
     name: Optional[str] = None
     seed: int = 0
     run_dir: Optional[str] = None
+    plugins: list = field(default_factory=list)
 
 
 def register_configs() -> None:

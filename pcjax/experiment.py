@@ -24,6 +24,7 @@ from .lalr import make_lalr
 from .models import MODELS, build_model
 from .network import EnergySpec
 from .optim import WeightOptim
+from .plugins import load_plugins
 from .train import TrainerConfig, fit
 
 ALGORITHMS = ("pc", "bp")
@@ -53,8 +54,12 @@ def algorithm_label(c: dict) -> str:
     if any(float(v) != 0 for v in lam):
         base = "bpc" if a["variant"] == "pc" else "b" + base
     label = f"{base}-{out}"
-    if float(a["beta"]) != 1.0 or a["beta_schedule"] != "constant":
-        label += f"-nudge{a['beta_schedule'][:1]}"
+    if a["beta_schedule"] == "random_sign":
+        label = label.replace("pc-", "pc-cn-", 1)
+    elif float(a["beta"]) < 0:
+        label = label.replace("pc-", "pc-nn-", 1)
+    elif float(a["beta"]) != 1.0:
+        label = label.replace("pc-", "pc-pn-", 1)
     if c["lalr"]["rule"] != "constant":
         label += f"+lalr:{c['lalr']['rule']}"
     if c["model"].get("skip", "none") != "none" or c["model"].get("residual"):
@@ -92,6 +97,23 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     return model, PC(pc, wopt, total)
 
 
+def beta_schedule(a: dict, seed: int):
+    """Per-epoch output nudging beta_e (PCX): ``constant``: beta; ``linear``: beta + beta_increase * e
+    (sign kept, |beta_e| clipped to 1); ``random_sign`` (centred nudging): |beta| with a random sign
+    drawn per epoch from the seed. Returns None when beta stays constant."""
+    kind, beta, inc = a["beta_schedule"], float(a["beta"]), float(a["beta_increase"])
+    check_choice("algorithm.beta_schedule", kind, ("constant", "linear", "random_sign"))
+    if kind == "constant":
+        return None
+    if kind == "linear":
+        sign = 1.0 if beta >= 0 else -1.0
+        return lambda e: sign * min(abs(beta) + inc * e, 1.0)
+    import numpy as np
+
+    signs = np.random.default_rng(seed + 12345).choice([-1.0, 1.0], size=100_000)
+    return lambda e: float(signs[e]) * min(abs(beta) + inc * e, 1.0)
+
+
 def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
     """The run directory to continue: an explicit path, or the newest sibling run with a checkpoint."""
     if resume in (False, None, "false", "False"):
@@ -108,6 +130,7 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir)."""
     c = to_dict(cfg if cfg is not None else Config())
+    load_plugins(c.get("plugins"))
     d = c["dataset"]
     check_choice("dataset.name", d["name"], DATASETS)
     options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
@@ -130,6 +153,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
         val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
         augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
         run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
+        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] == "pc" else None,
     )
     from .tracking import make_tracker
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -44,6 +45,7 @@ class TrainerConfig:
     resume: bool = False
     checkpoint: bool = True
     keep_checkpoints: int = 2
+    beta_schedule: Callable[[int], float] | None = None
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -215,6 +217,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     trace_sum = None
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
+        if cfg.beta_schedule is not None and hasattr(state, "beta"):
+            state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
         ekey = jax.random.fold_in(base_key, epoch)
         pkey, akey = jax.random.split(ekey)
         perm, valid = _pad_rows(epoch_permutation(pkey, n, cfg.batch_size), n_chunks * K)
