@@ -30,7 +30,7 @@ register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     import logging
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -42,6 +42,8 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(summary_line(record), flush=True)
+    # Sweepers (e.g. Optuna) maximise this: the validation accuracy, never the test accuracy.
+    return record["summary"].get("val_acc")
 
 
 if __name__ == "__main__":

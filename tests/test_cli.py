@@ -66,3 +66,10 @@ def test_unknown_choice_lists_valid_ones(tmp_path):
     assert "fancy" in proc.stderr and "error_normalised" in proc.stderr
     proc = _run(["model.act=swishy", *FAST], tmp_path, check=False)
     assert "swishy" in proc.stderr and "gelu" in proc.stderr
+
+
+def test_optuna_sweep_maximises_validation_accuracy(tmp_path):
+    proc = _run(["-m", "+sweep=optuna", "hydra.sweeper.n_trials=2", *FAST], tmp_path)
+    assert "Best value" in proc.stdout + proc.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "multirun").rglob("record.json")]
+    assert len(records) == 2
