@@ -117,7 +117,7 @@ def test_backprop_algorithm_matches_plain_jax_grad():
 def test_pc_output_uses_same_loss_as_backprop():
     with enable_x64(True):
         net, x, y = _setup()
-    mus = net.feedforward(x)
-    bp_loss, _ = pj.Backprop(pj.WeightOptim(), 1).loss_fn(net, x, y)
-    _, terms = net.energy(x, mus[:-1] + (y,), pj.EnergySpec())
-    np.testing.assert_allclose(terms.forward[-1].mean(), bp_loss, rtol=1e-12)
+        mus = net.feedforward(x)
+        bp_loss, _ = pj.Backprop(pj.WeightOptim(), 1).loss_fn(net, x, y)
+        _, terms = net.energy(x, mus[:-1] + (y,), pj.EnergySpec())
+        np.testing.assert_allclose(terms.forward[-1].mean(), bp_loss, rtol=1e-12)
