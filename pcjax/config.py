@@ -41,6 +41,8 @@ class ModelCfg:
     width_multiplier: float = 1.0
     skip: str = "none"
     stem: str = "cifar"
+    norm: str = "none"
+    fc_hidden: int = 0
 
 
 @dataclass
