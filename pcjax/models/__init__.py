@@ -7,8 +7,16 @@ from collections.abc import Callable
 from ..errors import ConfigError
 from ..network import Network
 from .mlp import mlp
+from .resnet import resnet18
+from .small_cnn import small_cnn
+from .vgg import vgg5, vgg7, vgg9, vgg11, vgg13, vgg16, vgg19
 
-MODELS: dict[str, Callable[..., Network]] = {"mlp": mlp}
+MODELS: dict[str, Callable[..., Network]] = {
+    "mlp": mlp,
+    "vgg5": vgg5, "vgg7": vgg7, "vgg9": vgg9, "vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19,
+    "resnet18": resnet18,
+    "mnist_cnn": small_cnn,
+}
 
 
 def register_model(name: str, builder: Callable[..., Network]) -> Callable[..., Network]:
