@@ -5,6 +5,12 @@ latents follow the gradient of *its own* energy, independent of the batch size; 
 ``latent_grad="mean"`` for the batch-mean convention), scales it per node by the LALR step
 multiplier rho_l, and applies one update of an optax optimiser whose state is created fresh for
 every batch: z_l <- z_l + optax_update(rho_l * g_l).
+
+``relax(..., schedule=...)`` runs its first steps on a statically known part of the network: step t
+evaluates only the energy terms ``schedule[t].terms`` and differentiates only w.r.t. the free latents
+``schedule[t].grads`` (the others get a zero gradient and keep their value exactly). PC uses it
+for the error front after feed-forward initialisation (``PCConfig(error_front=True)``), where
+every skipped term and gradient is exactly zero, so the result equals the full computation.
 """
 
 from __future__ import annotations
@@ -44,6 +50,17 @@ class LatentOptim:
         raise ConfigError(f"unknown latent optimiser {self.name!r}; valid choices: sgd, adam")
 
 
+class ActiveSet(NamedTuple):
+    """The part of the network one inference step computes (static).
+
+    ``terms``: node indices (1..L) whose energy terms are evaluated; ``grads``: positions in the
+    free-latent tuple that are differentiated and updated.
+    """
+
+    terms: tuple[int, ...]
+    grads: tuple[int, ...]
+
+
 class StepInfo(NamedTuple):
     """What one inference step saw: per-node mean forward energies, total energy, step scales."""
 
@@ -69,22 +86,48 @@ def latent_step(
     free_nodes: Sequence[int],
     num_nodes: int,
     latent_grad: str = "sample",
+    active: ActiveSet | None = None,
 ) -> tuple[tuple[Array, ...], optax.OptState, StepInfo]:
-    """One inference step: z <- z + update(rho * dE/dz) on the free latents."""
+    """One inference step: z <- z + update(rho * dE/dz) on the free latents.
+
+    With ``active`` (see ``ActiveSet``) the energy is ``energy_fn(z, precision, active.terms)`` and
+    only the latents ``active.grads`` are differentiated; the others get a zero gradient (the
+    optimiser still sees it, so its state evolves as in the full step) and keep their value.
+    """
     dummy_norm = jnp.zeros((num_nodes,), jnp.float32)
     precision = rule.scales(t, dummy_norm, T).precision
 
-    def objective(z):
-        per_sample, terms = energy_fn(z, precision)
-        total = per_sample.sum() if latent_grad == "sample" else per_sample.mean()
-        return total, (per_sample.mean(), terms)
+    def reduce(per_sample):
+        return per_sample.sum() if latent_grad == "sample" else per_sample.mean()
 
-    (_, (energy, terms)), grads = jax.value_and_grad(objective, has_aux=True)(free)
+    if active is None:
+        def objective(z):
+            per_sample, terms = energy_fn(z, precision)
+            return reduce(per_sample), (per_sample.mean(), terms)
+
+        (_, (energy, terms)), grads = jax.value_and_grad(objective, has_aux=True)(free)
+    else:
+        idx = tuple(active.grads)
+
+        def objective(zsub):
+            z = list(free)
+            for i, zi in zip(idx, zsub):
+                z[i] = zi
+            per_sample, terms = energy_fn(tuple(z), precision, tuple(active.terms))
+            return reduce(per_sample), (per_sample.mean(), terms)
+
+        (_, (energy, terms)), gsub = jax.value_and_grad(objective, has_aux=True)(tuple(free[i] for i in idx))
+        grads = [jnp.zeros_like(z) for z in free]
+        for i, g in zip(idx, gsub):
+            grads[i] = g
+        grads = tuple(grads)
     rho = rule.scales(t, terms.error_norm, T).step
     grads = tuple(rho[n].astype(g.dtype) * g for n, g in zip(free_nodes, grads))
     updates, opt_state = optimizer.update(grads, opt_state, free)
-    free = optax.apply_updates(free, updates)
-    return free, opt_state, StepInfo(mean_layer_energy(terms), energy, rho)
+    new = optax.apply_updates(free, updates)
+    if active is not None:  # untouched latents keep their exact value (z + 0)
+        new = tuple(n if i in active.grads else z for i, (n, z) in enumerate(zip(new, free)))
+    return new, opt_state, StepInfo(mean_layer_energy(terms), energy, rho)
 
 
 def relax(
@@ -98,10 +141,15 @@ def relax(
     num_nodes: int,
     latent_grad: str = "sample",
     unroll: int | bool = 1,
+    schedule: Sequence[ActiveSet] = (),
 ) -> tuple[tuple[Array, ...], StepInfo]:
     """Run T inference steps with ``lax.scan`` (compile time flat in T).
 
     Returns the relaxed free latents and the stacked ``StepInfo`` of every step (leading axis T).
+    ``unroll`` is passed to ``lax.scan`` (``True`` unrolls the loop: on CPU, convolution gradients
+    inside a compiled loop run several times slower than unrolled). The first ``len(schedule)``
+    steps run unrolled on the active sets ``schedule[t]`` (``energy_fn`` then takes a third
+    argument, the energy terms to evaluate); the remaining steps are full steps under the scan.
     """
     if latent_grad not in ("sample", "mean"):
         raise ConfigError(f"latent_grad must be 'sample' or 'mean', got {latent_grad!r}")
@@ -112,13 +160,23 @@ def relax(
         empty = StepInfo(jnp.zeros((0, L)), jnp.zeros((0,)), jnp.zeros((0, L)))
         return free, empty
 
+    step = dict(T=T, optimizer=optimizer, rule=rule, free_nodes=free_nodes, num_nodes=num_nodes,
+                latent_grad=latent_grad)
+
     def body(carry, t):
         z, state = carry
-        z, state, info = latent_step(
-            energy_fn, z, state, t, T=T, optimizer=optimizer, rule=rule,
-            free_nodes=free_nodes, num_nodes=num_nodes, latent_grad=latent_grad,
-        )
+        z, state, info = latent_step(energy_fn, z, state, t, **step)
         return (z, state), info
 
-    (free, _), infos = jax.lax.scan(body, (free, optimizer.init(free)), jnp.arange(T), unroll=unroll)
+    state = optimizer.init(free)
+    K = min(len(schedule), T)
+    head = []
+    for t in range(K):
+        free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
+        head.append(info)
+    if K == T:
+        return free, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *head)
+    (free, _), infos = jax.lax.scan(body, (free, state), jnp.arange(K, T), unroll=unroll)
+    if head:
+        infos = jax.tree_util.tree_map(lambda *a: jnp.concatenate([jnp.stack(a[:-1]), a[-1]]), *head, infos)
     return free, infos
