@@ -142,28 +142,25 @@ class Network(eqx.Module):
         return len(self.blocks)
 
     # ----------------------------------------------------------- predictions
+    def _predict(self, l: int, values: Sequence[Array]) -> Array:
+        """mu_l = f_l(z_{l-1}) + sum over skip edges (s, l) of S(z_s)."""
+        mu = self.blocks[l - 1](values[l - 1])
+        for (s, t), proj in zip(self.skip_edges, self.skips):
+            if t == l:
+                mu = mu + proj(values[s])
+        return mu
+
     def predictions(self, values: Sequence[Array]) -> tuple[Array, ...]:
         """mu_l = f_l(z_{l-1}) + sum_skips S(z_s) for l = 1..L, from node values (z_0, ..., z_{L-1}[, z_L])."""
-        mus = []
-        for l, block in enumerate(self.blocks, start=1):
-            mu = block(values[l - 1])
-            for (s, t), proj in zip(self.skip_edges, self.skips):
-                if t == l:
-                    mu = mu + proj(values[s])
-            mus.append(mu)
-        return tuple(mus)
+        return tuple(self._predict(l, values) for l in range(1, self.num_nodes + 1))
 
     def feedforward(self, x: Array) -> tuple[Array, ...]:
         """Feed-forward pass: every node takes its prediction, z_l := mu_l. Returns (mu_1, ..., mu_L)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"network input must have shape (B, {self.input_shape}) but got {tuple(x.shape)}")
         values = [x]
-        for l, block in enumerate(self.blocks, start=1):
-            mu = block(values[l - 1])
-            for (s, t), proj in zip(self.skip_edges, self.skips):
-                if t == l:
-                    mu = mu + proj(values[s])
-            values.append(mu)
+        for l in range(1, self.num_nodes + 1):
+            values.append(self._predict(l, values))
         return tuple(values[1:])
 
     def __call__(self, x: Array) -> Array:

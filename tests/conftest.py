@@ -5,3 +5,43 @@ import os
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+import contextlib
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _user_module(name, module) -> bool:
+    """Modules a test may import and must forget again: plugins and examples, not pcjax or libraries."""
+    if name == "__docs__" or name.startswith("pcjax_plugin_"):
+        return True
+    if name == "pcjax" or name.startswith("pcjax.") or module is None:
+        return False
+    files = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", []) or [])
+    paths = [Path(f).resolve() for f in files if f]
+    return bool(paths) and all(p.is_relative_to(ROOT) and not p.is_relative_to(ROOT / ".venv") for p in paths)
+
+
+@contextlib.contextmanager
+def isolated_registries(monkeypatch, *, root_on_path: bool):
+    """Run from the repository root; afterwards restore the energy, LALR and model registries,
+    forget user modules (plugins, examples) imported meanwhile, and restore sys.path."""
+    from pcjax import energies, lalr, models
+
+    monkeypatch.chdir(ROOT)
+    saved = [(reg, dict(reg)) for reg in (energies._REGISTRY, lalr._RULES, models.MODELS)]
+    modules, path = set(sys.modules), list(sys.path)
+    if root_on_path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        yield
+    finally:
+        for reg, copy in saved:
+            reg.clear()
+            reg.update(copy)
+        for name in set(sys.modules) - modules:
+            if _user_module(name, sys.modules[name]):
+                del sys.modules[name]
+        sys.path[:] = path

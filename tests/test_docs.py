@@ -22,19 +22,9 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import isolated_registries
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _user_module(name, module) -> bool:
-    """Modules a test may import and must forget again: plugins and examples, not pcjax or libraries."""
-    if name == "__docs__" or name.startswith("pcjax_plugin_"):
-        return True
-    if name == "pcjax" or name.startswith("pcjax.") or module is None:
-        return False
-    files = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", []) or [])
-    paths = [Path(f).resolve() for f in files if f]
-    return bool(paths) and all(p.is_relative_to(ROOT) and not p.is_relative_to(ROOT / ".venv") for p in paths)
 BUDGET_S = float(os.environ.get("PCJAX_DOC_SNIPPET_BUDGET", "60"))
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 MARKER = re.compile(r"^<!--\s*(compile-only|file:\s*(\S+))\s*-->$")
@@ -95,20 +85,8 @@ SNIPPETS = [s for f in doc_files() for s in extract_snippets(f)]
 def isolated(monkeypatch):
     """Repository root as working directory and on sys.path (like ``python`` run there); registries,
     imported modules and sys.path are restored afterwards so snippets cannot leak into each other."""
-    from pcjax import energies, lalr, models
-
-    monkeypatch.chdir(ROOT)
-    saved = [(reg, dict(reg)) for reg in (energies._REGISTRY, lalr._RULES, models.MODELS)]
-    modules, path = set(sys.modules), list(sys.path)
-    sys.path.insert(0, str(ROOT))
-    yield
-    for reg, copy in saved:
-        reg.clear()
-        reg.update(copy)
-    for name in set(sys.modules) - modules:
-        if _user_module(name, sys.modules[name]):
-            del sys.modules[name]
-    sys.path[:] = path
+    with isolated_registries(monkeypatch, root_on_path=True):
+        yield
 
 
 class _Timeout(Exception):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import isolated_registries
 
 import pcjax as pj
 from pcjax import energies, lalr, models
@@ -20,31 +21,11 @@ from pcjax.plugins import load_plugin, load_plugins
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _user_module(name, module) -> bool:
-    """Modules a test may import and must forget again: plugins and examples, not pcjax or libraries."""
-    if name == "__docs__" or name.startswith("pcjax_plugin_"):
-        return True
-    if name == "pcjax" or name.startswith("pcjax.") or module is None:
-        return False
-    files = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", []) or [])
-    paths = [Path(f).resolve() for f in files if f]
-    return bool(paths) and all(p.is_relative_to(ROOT) and not p.is_relative_to(ROOT / ".venv") for p in paths)
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch):
     """Run each test from the repository root and undo its registrations and imports afterwards."""
-    monkeypatch.chdir(ROOT)
-    saved = [(reg, dict(reg)) for reg in (energies._REGISTRY, lalr._RULES, models.MODELS)]
-    modules, path = set(sys.modules), list(sys.path)
-    yield
-    for reg, copy in saved:
-        reg.clear()
-        reg.update(copy)
-    for name in set(sys.modules) - modules:
-        if _user_module(name, sys.modules[name]):
-            del sys.modules[name]
-    sys.path[:] = path
+    with isolated_registries(monkeypatch, root_on_path=False):
+        yield
 
 
 def _example(name):
