@@ -104,6 +104,7 @@ class TrainerCfg:
     eval_batch_size: int = 1000
     val_fraction: float = 0.1
     chunks_per_epoch: int = 10
+    loop: str = "auto"
     progress: bool = True
     resume: Any = False
     checkpoint: bool = True

@@ -151,6 +151,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     tc = TrainerConfig(
         epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
         val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
+        loop=t.get("loop", "auto"),
         augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
         run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
         beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] == "pc" else None,

@@ -3,7 +3,10 @@
 The uint8 dataset is put on the device once. Each epoch draws a permutation from
 fold_in(key, epoch) and runs the training steps as ``lax.scan`` over index batches inside one
 compiled function (split into a few chunks only so that a progress bar can advance); the
-per-sample augmentation and normalisation run inside it. A step whose energy turns non-finite
+per-sample augmentation and normalisation run inside it. ``loop="step"`` instead dispatches one
+compiled step per batch from Python (same batches, keys and results): XLA:CPU compiles convolution
+gradients inside a loop whose carry holds the weights to a slow generic kernel (4-30x slower than the
+same step compiled on its own), so ``loop="auto"`` uses per-step dispatch for convnets on CPU. A step whose energy turns non-finite
 is not applied: training stops with a ``DivergenceError`` naming the batch, inference step and
 layer, and the last checkpoint and record stay as they were at the end of the previous epoch.
 """
@@ -29,6 +32,21 @@ from .data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation,
 from .errors import ConfigError, DivergenceError
 
 
+LOOPS = ("auto", "scan", "step")
+
+
+def resolve_loop(loop: str, model) -> str:
+    """``auto`` -> ``step`` on CPU for models with convolutions (XLA:CPU runs weight-carrying
+    loops over convolutions on a slow path), else ``scan``."""
+    if loop != "auto":
+        return loop
+    from .blocks import Conv
+
+    has_conv = any(isinstance(leaf, Conv) for leaf in jax.tree_util.tree_leaves(
+        model, is_leaf=lambda n: isinstance(n, Conv)))
+    return "step" if has_conv and jax.default_backend() == "cpu" else "scan"
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """Epoch-loop settings."""
@@ -46,8 +64,11 @@ class TrainerConfig:
     checkpoint: bool = True
     keep_checkpoints: int = 2
     beta_schedule: Callable[[int], float] | None = None
+    loop: str = "auto"
 
     def __post_init__(self):
+        if self.loop not in LOOPS:
+            raise ConfigError(f"trainer.loop must be one of {LOOPS}, got {self.loop!r}")
         if self.epochs < 1:
             raise ConfigError(f"trainer.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -87,6 +108,17 @@ class _Compiled:
             if spec.crop_size is not None:
                 xb = center_crop(xb, spec.crop_size)
             return normalize(xb, mean, std)
+
+        def step(state, train_x, train_y, key, b_idx, dead):
+            x = prep_train(key, train_x[b_idx])
+            y = jax.nn.one_hot(train_y[b_idx], num_classes)
+            new, metrics = algorithm.train_step(state, x, y)
+            finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
+            if "layer_energy" in metrics:
+                finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
+            keep = finite & ~dead
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state)
+            return new, dead | ~finite, dict(metrics, valid=~dead, finite=finite | dead)
 
         def chunk(state, train_x, train_y, key, idx, valid, dead):
             def body(carry, inputs):
@@ -128,6 +160,7 @@ class _Compiled:
             return total / mask.sum()
 
         self.chunk = eqx.filter_jit(chunk)
+        self.step = eqx.filter_jit(step)
         self.evaluate = eqx.filter_jit(evaluate)
 
 
@@ -170,6 +203,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
     n_chunks = math.ceil(nb / K)
     compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes)
+    loop = resolve_loop(cfg.loop, model)
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
         val_x=val_x, val_y=val_y).items()}
@@ -203,8 +237,12 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     # exclude compilation.
     t0 = time.perf_counter()
     dummy_idx = jnp.zeros((K, cfg.batch_size), jnp.int32)
-    jax.block_until_ready(compiled.chunk(state, dev["train_x"], dev["train_y"], base_key, dummy_idx,
-                                         jnp.zeros((K,), bool), jnp.asarray(False)))
+    if loop == "scan":
+        jax.block_until_ready(compiled.chunk(state, dev["train_x"], dev["train_y"], base_key, dummy_idx,
+                                             jnp.zeros((K,), bool), jnp.asarray(False)))
+    else:  # one discarded step (its result is dropped; the dead flag keeps nothing from it anyway)
+        jax.block_until_ready(compiled.step(state, dev["train_x"], dev["train_y"], base_key, dummy_idx[0],
+                                            jnp.asarray(True)))
     compiled.evaluate(state, dev["test_x"], dev["test_y"], test_idx, test_mask).block_until_ready()
     if record["summary"].get("compile_seconds") is None:
         record["summary"]["compile_seconds"] = time.perf_counter() - t0
@@ -213,7 +251,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=(cfg.epochs - start_epoch) * n_chunks, desc=str(meta.get("name") or "train"), unit="chunk", leave=False)
+        per_epoch, unit = (n_chunks, "chunk") if loop == "scan" else (nb, "step")
+        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch, desc=str(meta.get("name") or "train"), unit=unit,
+                   leave=False)
     trace_sum = None
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
@@ -226,11 +266,20 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         dead = jnp.asarray(False)
         chunks = []
         for c in range(n_chunks):
-            state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], jax.random.fold_in(akey, c),
-                                           perm[c], valid[c], dead)
+            ckey = jax.random.fold_in(akey, c)
+            if loop == "scan":
+                state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], ckey, perm[c], valid[c], dead)
+            else:  # the same batches and keys as the scan, one dispatch per step
+                keys, steps = jax.random.split(ckey, K), []
+                for k in np.flatnonzero(np.asarray(valid[c])):
+                    state, dead, mk = compiled.step(state, dev["train_x"], dev["train_y"], keys[k], perm[c, k], dead)
+                    steps.append(mk)
+                    if bar is not None:
+                        bar.update(1)
+                m = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *steps)
             chunks.append(m)
             if bar is not None:
-                bar.update(1)
+                bar.update(1 if loop == "scan" else 0)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(m['loss'][-1]):.4f}")
         metrics = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
         jax.block_until_ready(state)
