@@ -63,6 +63,7 @@ class AlgorithmCfg:
     latent: LatentCfg = field(default_factory=LatentCfg)
     latent_grad: str = "sample"
     eval_steps: int = 0
+    contrast: bool = False
     lalr_weights: bool = False
     loss: str = "gaussian"
     beta_schedule: str = "constant"

@@ -60,6 +60,8 @@ def algorithm_label(c: dict) -> str:
         label = label.replace("pc-", "pc-nn-", 1)
     elif float(a["beta"]) != 1.0:
         label = label.replace("pc-", "pc-pn-", 1)
+    if a.get("contrast"):
+        label += "+contrast"
     if c["lalr"]["rule"] != "constant":
         label += f"+lalr:{c['lalr']['rule']}"
     if c["model"].get("skip", "none") != "none" or c["model"].get("residual"):
@@ -93,6 +95,7 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     pc = PCConfig(
         T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
         variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
+        contrast=a.get("contrast", False),
     )
     return model, PC(pc, wopt, total)
 

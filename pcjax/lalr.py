@@ -13,7 +13,7 @@ registered with ``register_lalr``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,18 @@ class Constant:
     def scales(self, t, error_norm, T):
         ones = jnp.ones_like(error_norm)
         return LayerScales(self.value * ones, ones)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """rho_l(t) = steps[t, l], a recorded schedule (e.g. another relaxation's multipliers); the
+    precision comes from ``rule``."""
+
+    rule: Any
+    steps: Any
+
+    def scales(self, t, error_norm, T):
+        return LayerScales(self.steps[t].astype(error_norm.dtype), self.rule.scales(t, error_norm, T).precision)
 
 
 @dataclass(frozen=True)

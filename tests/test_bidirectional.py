@@ -80,3 +80,56 @@ def test_bidirectional_requires_top_down_predictors():
         assert "backward" in str(err)
     else:
         raise AssertionError("expected ConfigError")
+
+
+def _contrast_algo(lam, contrast, lalr=None, opt="adamw"):
+    cfg = pj.PCConfig(T=5, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=pj.EnergySpec(lam=lam),
+                      lalr=lalr or pj.lalr.Constant(), contrast=contrast)
+    return pj.PC(cfg, pj.WeightOptim(name=opt, lr=1e-2, weight_decay=0.0, schedule="constant", momentum=0.0), 10)
+
+
+def test_contrastive_update_equals_standard_pc_at_lambda_zero():
+    x, y = _data()
+    net = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=2, backward="learned")
+    a, b = _contrast_algo(0.0, True), _contrast_algo(0.0, False)
+    sa, sb = a.init(net), b.init(net)
+    for _ in range(3):
+        sa, _ = a.jit_train_step(sa, x, y)
+        sb, _ = b.jit_train_step(sb, x, y)
+    for la, lb in zip(jax.tree_util.tree_leaves(eqx.filter(sa.model, eqx.is_array)),
+                      jax.tree_util.tree_leaves(eqx.filter(sb.model, eqx.is_array))):
+        np.testing.assert_allclose(la, lb, rtol=1e-6, atol=1e-7)
+
+
+def test_contrastive_update_ignores_the_top_down_pull_without_a_target():
+    """Target = the network's own prediction: no error signal. Plain bidirectional PC still moves the
+    forward weights (the random top-down predictors pull the latents away from the feed-forward pass,
+    and that pull is learned as if it were an error); the contrastive update leaves them exactly in
+    place (the nudged and free relaxations coincide) while the top-down predictors still learn."""
+    x, _ = _data()
+    net = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=2, backward="learned")
+    y_self = net.feedforward(x)[-1]
+    for rule in (pj.lalr.Constant(), pj.lalr.ErrorNormalised()):
+        moved = {}
+        for contrast in (False, True):
+            algo = _contrast_algo(0.3, contrast, rule, opt="sgd")  # plain SGD: the update is lr * gradient
+            s, _ = algo.jit_train_step(algo.init(net), x, y_self)
+            moved[contrast] = (max(float(jnp.abs(b1.weight - b0.weight).max()) for b1, b0 in zip(s.model.blocks, net.blocks)),
+                               max(float(jnp.abs(b1.weight - b0.weight).max()) for b1, b0 in zip(s.model.backward, net.backward)))
+        assert moved[False][0] > 1e-4, moved
+        assert moved[True][0] < 1e-6 * moved[False][0] and moved[True][1] > 1e-4, moved
+
+
+def test_contrast_rejects_variants_without_a_free_phase():
+    import pytest
+
+    with pytest.raises(pj.ConfigError, match="contrast"):
+        pj.PCConfig(variant="ipc", contrast=True)
+
+
+def test_replay_rule_returns_the_recorded_multipliers():
+    steps = jnp.arange(12.0).reshape(3, 4)
+    rule = pj.lalr.Replay(pj.lalr.Constant(), steps)
+    s = rule.scales(jnp.asarray(2), jnp.ones(4), 3)
+    np.testing.assert_array_equal(s.step, steps[2])
+    np.testing.assert_array_equal(s.precision, jnp.ones(4))

@@ -123,3 +123,48 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
     with pytest.raises(CheckpointError) as err:
         _fit(tmp_path, 2, resume=True)
     assert latest.name in str(err.value)
+
+
+def _cnn_fit(tmp_path, loop, *, latent_lr=0.05, epochs=1):
+    c = to_dict(_digits_cfg("pc", epochs))
+    c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
+    c["algorithm"]["latent"]["lr"], c["algorithm"]["T"] = latent_lr, 4
+    data = load_dataset("digits", limit_train=640)
+    model, algo = build(c, 576 // 32, data.image_shape, data.num_classes)
+    tc = TrainerConfig(epochs=epochs, batch_size=32, chunks_per_epoch=3, progress=False, run_dir=str(tmp_path),
+                       seed=0, loop=loop)
+    return model, fit(algo, model, data, tc, meta={"name": "t"})
+
+
+def test_per_step_loop_matches_the_epoch_scan(tmp_path):
+    """``loop=step`` (one dispatch per batch, the CPU default for convnets) trains on the same batches
+    with the same augmentation keys as the scan: same parameters and metrics up to float rounding."""
+    model, (s_scan, r_scan) = _cnn_fit(tmp_path / "scan", "scan")
+    _, (s_step, r_step) = _cnn_fit(tmp_path / "step", "step")
+    leaves = lambda s: jax.tree_util.tree_leaves(eqx.filter(s.model, eqx.is_array))  # noqa: E731
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(leaves(s_scan), jax.tree_util.tree_leaves(
+        eqx.filter(model, eqx.is_array))))
+    assert moved > 1e-3  # training did change the weights
+    for a, b in zip(leaves(s_scan), leaves(s_step)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(r_scan["epochs"], r_step["epochs"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["test_acc"] - b["test_acc"]) < 0.01
+
+
+def test_auto_loop_and_invalid_loop():
+    from pcjax.train import resolve_loop
+
+    data = load_dataset("digits", limit_train=64)
+    cnn = pj.build_model("mnist_cnn", data.image_shape, 10, key=jax.random.PRNGKey(0), width_multiplier=0.125)
+    mlp = pj.build_model("mlp", data.image_shape, 10, key=jax.random.PRNGKey(0), width=8, depth=1)
+    expect = "step" if jax.default_backend() == "cpu" else "scan"
+    assert resolve_loop("auto", cnn) == expect and resolve_loop("auto", mlp) == "scan"
+    assert resolve_loop("scan", cnn) == "scan"
+    with pytest.raises(pj.ConfigError, match="trainer.loop"):
+        TrainerConfig(loop="python")
+
+
+def test_per_step_loop_divergence_is_caught(tmp_path):
+    with pytest.raises(pj.DivergenceError, match="epoch 1"):
+        _cnn_fit(tmp_path, "step", latent_lr=1e30)
+    assert json.loads((tmp_path / "record.json").read_text())["status"] == "diverged"
