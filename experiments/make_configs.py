@@ -23,10 +23,11 @@ ROWS: dict[str, dict] = {}
 
 
 def row(name, dataset, model, kind, *, T=None, act="gelu", beta=1.0, schedule="constant", inc=0.0,
-        w_lr, w_wd, x_lr=None, x_mom=None, epochs, ref=None, src=None, note=None, extra=None):
+        w_lr, w_wd, x_lr=None, x_mom=None, epochs, ref=None, src=None, note=None, extra=None,
+        w_schedule="warmup_cosine", batch=128):
     ROWS[name] = dict(dataset=dataset, model=model, kind=kind, T=T, act=act, beta=beta, schedule=schedule,
                       inc=inc, w_lr=w_lr, w_wd=w_wd, x_lr=x_lr, x_mom=x_mom, epochs=epochs, ref=ref, src=src,
-                      note=note, extra=extra or {})
+                      note=note, extra=extra or {}, w_schedule=w_schedule, batch=batch)
 
 
 # ---- MLP 784-128-128-128-10 (PCX) ----
@@ -75,7 +76,9 @@ row("tiny_imagenet_vgg7_pc_nn", "tiny_imagenet", "vgg7", "pc-se", T=12, beta=-0.
 row("tiny_imagenet_vgg7_bp_se", "tiny_imagenet", "vgg7", "bp-se", w_lr=8.71e-5, w_wd=2.09e-5, epochs=50, ref=47.07, src=PCX_CFG, note="VGG-5 Tiny BP-CE values reused")
 
 # ---- bidirectional energy + skip connections + LALR (this project's rows; Chen et al. targets) ----
-BIDIR = {"energy": {"lam": 0.1}, "lalr": "error_normalised"}
+# Bidirectional rows use the contrastive weight update (algorithm.contrast): without it the pull of the
+# random top-down predictors is learned as an error signal (MNIST MLP, lam 0.1: 48 % -> 97.3 %).
+BIDIR = {"energy": {"lam": 0.01}, "lalr": "error_normalised", "algorithm": {"contrast": True}}
 row("mnist_cnn_bpc_skip_lalr", "mnist", "mnist_cnn", "bpc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15, ref=99.22, src=CHEN, extra=dict(BIDIR, model={"skip": "long"}))
 row("mnist_cnn_pc_se", "mnist", "mnist_cnn", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15)
 row("mnist_cnn_bp_se", "mnist", "mnist_cnn", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=15)
@@ -87,10 +90,23 @@ row("tiny_imagenet_resnet18_bpc_skip_lalr", "tiny_imagenet", "resnet18", "bpc-se
 row("cifar10_vgg5q_pc_se", "cifar10", "vgg5", "pc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=10, extra={"model": {"width_multiplier": 0.25}})
 row("cifar10_vgg5q_bpc_skip_lalr", "cifar10", "vgg5", "bpc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=10, extra=dict(BIDIR, model={"width_multiplier": 0.25, "skip": "long"}))
 row("cifar10_vgg5q_bp_se", "cifar10", "vgg5", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=10, extra={"model": {"width_multiplier": 0.25}})
+CNN05 = {"width_multiplier": 0.5}
+row("mnist_cnn05_pc_se", "mnist", "mnist_cnn", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=3, extra={"model": CNN05}, note="CPU scale: half width (16-32-64), 3 epochs")
+row("mnist_cnn05_bpc_skip_lalr", "mnist", "mnist_cnn", "bpc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=3, ref=99.22, src=CHEN, extra=dict(BIDIR, model=dict(CNN05, skip="long")), note="CPU scale: half width (16-32-64), 3 epochs")
+row("mnist_cnn05_bp_se", "mnist", "mnist_cnn", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=3, extra={"model": CNN05}, note="CPU scale: half width (16-32-64), 3 epochs")
+VQ10K = {"dataset": {"limit_train": 10000}}
+row("cifar10_vgg5q10k_pc_se", "cifar10", "vgg5", "pc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=5, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 5 epochs")
+row("cifar10_vgg5q10k_bpc_skip_lalr", "cifar10", "vgg5", "bpc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=5, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note="CPU scale: quarter width, first 10,000 training images, 5 epochs")
+row("cifar10_vgg5q10k_bp_se", "cifar10", "vgg5", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=5, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 5 epochs")
+# Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
+# 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
+# and weight rates below come from a small grid on 32 layers (results/README.md).
+RES = {"preact": True}
 for depth in (32, 64):
-    row(f"mnist_resmlp{depth}_pc_se", "mnist", "resmlp", "pc-se", T=16, act="relu", w_lr=1e-3, w_wd=0.0, x_lr=0.1, x_mom=0.0, epochs=1, extra={"model": {"depth": depth}}, note="muPC parameterisation and budget (T=16, one epoch)")
-    row(f"mnist_resmlp{depth}_bpc_skip_lalr", "mnist", "resmlp", "bpc-se", T=16, act="relu", w_lr=1e-3, w_wd=0.0, x_lr=0.1, x_mom=0.0, epochs=1, extra=dict(BIDIR, model={"depth": depth}))
-    row(f"mnist_resmlp{depth}_bp_se", "mnist", "resmlp", "bp-se", act="relu", w_lr=1e-3, w_wd=0.0, epochs=1, extra={"model": {"depth": depth}})
+    row(f"mnist_resmlp{depth}_pc_se", "mnist", "resmlp", "pc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="muPC parameterisation and budget (T = depth, one epoch)")
+    row(f"mnist_resmlp{depth}_pc_se_lalr", "mnist", "resmlp", "pc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"lalr": "error_normalised", "model": dict(RES, depth=depth)}, note="ablation: LALR without bidirectional energy")
+    row(f"mnist_resmlp{depth}_bpc_skip_lalr", "mnist", "resmlp", "bpc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(BIDIR, model=dict(RES, depth=depth)))
+    row(f"mnist_resmlp{depth}_bp_se", "mnist", "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="BP lr from a grid (0.1, 0.03, 0.01) on 32 layers")
 
 
 def render(name: str, r: dict) -> str:
@@ -111,17 +127,20 @@ def render(name: str, r: dict) -> str:
               "  - override /optim: adamw", "", f"name: {name}"]
     model = {"act": r["act"], **extra.get("model", {})}
     lines.append("model: {" + ", ".join(f"{k}: {v}" for k, v in model.items()) + "}")
+    if "dataset" in extra:
+        lines.append("dataset: {" + ", ".join(f"{k}: {v}" for k, v in extra["dataset"].items()) + "}")
     if bp:
         lines.append(f"algorithm: {{loss: {'cross_entropy' if ce else 'gaussian'}}}")
     else:
         alg = [f"T: {r['T']}", f"latent: {{name: sgd, lr: {r['x_lr']}, momentum: {r['x_mom']}}}"]
+        alg += [f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.get("algorithm", {}).items()]
         if r["beta"] != 1.0 or r["schedule"] != "constant":
             alg += [f"beta: {r['beta']}", f"beta_schedule: {r['schedule']}", f"beta_increase: {r['inc']}"]
         lines.append("algorithm: {" + ", ".join(alg) + "}")
     if "energy" in extra:
         lines.append("energy: {" + ", ".join(f"{k}: {v}" for k, v in extra["energy"].items()) + "}")
-    lines.append(f"optim: {{lr: {r['w_lr']}, weight_decay: {r['w_wd']}, schedule: warmup_cosine}}")
-    lines.append(f"trainer: {{epochs: {r['epochs']}, batch_size: 128}}")
+    lines.append(f"optim: {{lr: {r['w_lr']}, weight_decay: {r['w_wd']}, schedule: {r['w_schedule']}}}")
+    lines.append(f"trainer: {{epochs: {r['epochs']}, batch_size: {r['batch']}}}")
     if r["ref"] is not None:
         lines.append(f"reference: {{value: {r['ref']}, source: \"{r['src']}\", protocol: pcx}}")
     return "\n".join(lines) + "\n"

@@ -199,6 +199,15 @@ class Sequential(eqx.Module):
         return x
 
 
+class Activation(eqx.Module):
+    """Weight-free activation f(x) = act(x) (e.g. before a Dense block: pre-activation residual nets)."""
+
+    act: str = eqx.field(static=True)
+
+    def __call__(self, x: Array) -> Array:
+        return get_activation(self.act)(x)
+
+
 class Identity(eqx.Module):
     """Identity skip projection S(z) = z."""
 

@@ -38,6 +38,7 @@ class ModelCfg:
     backward: str = "auto"
     backward_from: int = 1
     init: str = "default"
+    preact: bool = False
     width_multiplier: float = 1.0
     skip: str = "none"
     stem: str = "cifar"
@@ -63,6 +64,7 @@ class AlgorithmCfg:
     latent: LatentCfg = field(default_factory=LatentCfg)
     latent_grad: str = "sample"
     eval_steps: int = 0
+    nudge: str = "clamp"
     contrast: bool = False
     lalr_weights: bool = False
     loss: str = "gaussian"

@@ -91,13 +91,19 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     a = c["algorithm"]
     if a["name"] == "bp":
         return model, Backprop(wopt, total, loss=a["loss"])
+    return model, PC(build_pc_config(c), wopt, total)
+
+
+def build_pc_config(c: dict) -> PCConfig:
+    """The PCConfig of a plain config dict (validated: invalid combinations raise ConfigError)."""
+    a, e = c["algorithm"], c["energy"]
+    spec = EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]))
     lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
-    pc = PCConfig(
+    return PCConfig(
         T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
         variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
-        contrast=a.get("contrast", False),
+        contrast=a.get("contrast", False), nudge=a.get("nudge", "clamp"),
     )
-    return model, PC(pc, wopt, total)
 
 
 def beta_schedule(a: dict, seed: int):

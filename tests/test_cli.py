@@ -73,3 +73,42 @@ def test_optuna_sweep_maximises_validation_accuracy(tmp_path):
     assert "Best value" in proc.stdout + proc.stderr
     records = [json.loads(p.read_text()) for p in (tmp_path / "multirun").rglob("record.json")]
     assert len(records) == 2
+
+
+def _first_value(arg: str) -> str:
+    """A sweep override ``k=a,b,c`` -> ``k=a`` (lists in brackets are kept)."""
+    key, _, value = arg.partition("=")
+    return arg if "[" in value else f"{key}={value.split(',')[0]}"
+
+
+def test_every_command_line_in_the_docs_composes():
+    """Each `python experiments/train.py ...` line in README.md and docs/ names only existing config
+    keys and groups (a misspelt or unwired option fails here, not in a user's shell), and every
+    generated experiment config composes into a valid PC configuration."""
+    import re
+    import shlex
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pcjax.config import register_configs
+    from pcjax.experiment import build_pc_config
+
+    register_configs()
+    lines = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines += re.findall(r"^python experiments/train\.py ([^#\n]*)", doc.read_text(), flags=re.M)
+    assert len(lines) >= 10
+    skip = ("-m", "plugins=", "energy.hidden=", "...")  # plugin-provided names: see test_extending
+    experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    assert len(experiments) >= 60
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        for line in lines:
+            args = [_first_value(a) for a in shlex.split(line) if not a.startswith(skip)]
+            c = OmegaConf.to_container(compose("config", overrides=args), resolve=True)
+            if c["algorithm"]["name"] == "pc" and "plugins=" not in line:  # plugins register their own names
+                build_pc_config(c)
+        for name in experiments:
+            c = OmegaConf.to_container(compose("config", overrides=[f"experiment={name}"]), resolve=True)
+            if c["algorithm"]["name"] == "pc":
+                build_pc_config(c)

@@ -158,6 +158,24 @@ def test_deep_residual_mlp_builds():
     assert out.shape == (4, 10)
 
 
+def test_preactivation_residual_mlp_is_mupc_resnet():
+    """preact: mu_1 = a_1 W_1 x, mu_l = a_l W_l relu(z_{l-1}) + z_{l-1}, mu_L = a_L W_L relu(z_{L-1})."""
+    D, N, depth = 12, 16, 4
+    net = pj.build_model("mlp", (D,), 3, key=KEY, width=N, depth=depth, act="relu", residual=True, init="mup",
+                         preact=True)
+    x = images((D,), B=5)
+    z = [m + 0.1 for m in net.feedforward(x)]
+    dense = [net.blocks[0]] + [b.layers[1] for b in net.blocks[1:]]
+    W = [d.weight for d in dense]
+    assert all(d.bias is None for d in dense)
+    relu = jax.nn.relu
+    expect = [x @ W[0] / np.sqrt(D)]
+    expect += [relu(z[l - 1]) @ W[l] / np.sqrt(N * (depth + 1)) + z[l - 1] for l in range(1, depth)]
+    expect += [relu(z[depth - 1]) @ W[depth] / N]
+    for mu, e in zip(net.predictions((x, *z)), expect):
+        np.testing.assert_allclose(mu, e, rtol=1e-5, atol=1e-6)
+
+
 def test_config_fields_reach_the_builders():
     from pcjax.experiment import build
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import jax
 from jaxtyping import PRNGKeyArray
 
-from ..blocks import Dense, Identity, Scale
+from ..blocks import Activation, Sequential, Dense, Identity, Scale
 from ..network import Network, Tied
 
 
@@ -35,6 +35,7 @@ def mlp(
     backward: str = "none",
     backward_from: int = 1,
     init: str = "default",
+    preact: bool = False,
     key: PRNGKeyArray,
 ) -> Network:
     """MLP ``prod(input) -> width x depth -> num_classes`` with one latent node per layer.
@@ -43,7 +44,9 @@ def mlp(
     input nor into the output): mu_l = f_l(z_{l-1}) + z_{l-1}. ``init="mup"`` uses the muPC
     parameterisation: W ~ N(0,1) with forward multipliers a_1 = 1/sqrt(D), a_l = 1/sqrt(N L)
     (residual) or 1/sqrt(N) and a_out = 1/N. ``backward``: ``none``, ``learned`` (separate top-down
-    weights V) or ``tied`` (W^T), for nodes ``backward_from..L-1``.
+    weights V) or ``tied`` (W^T), for nodes ``backward_from..L-1``. ``preact=True`` applies the
+    activation before each linear map instead of after it (muPC's ResNet): mu_1 = a_1 W_1 x,
+    mu_l = a_l W_l act(z_{l-1}) (+ z_{l-1}), mu_L = a_L W_L act(z_{L-1}).
     """
     if depth < 1:
         raise ValueError(f"model.depth must be >= 1, got {depth}")
@@ -53,10 +56,17 @@ def mlp(
     n_layers = depth + 1
     hidden_scale = 1.0 / math.sqrt(width * (n_layers if residual else 1))
     w_init = "normal" if mup else "default"
-    blocks = [Dense(tuple(input_shape), width, act, key=keys[0], init=w_init, scale=1 / math.sqrt(D) if mup else 1.0, use_bias=not mup)]
+    def layer(n_in, n_out, post_act, k, scale):
+        dense = Dense(n_in, n_out, "identity" if preact else post_act, key=k, init=w_init, scale=scale if mup else 1.0,
+                      use_bias=not mup)
+        return dense
+
+    blocks = [layer(tuple(input_shape), width, act, keys[0], 1 / math.sqrt(D))]
     for i in range(1, depth):
-        blocks.append(Dense(width, width, act, key=keys[i], init=w_init, scale=hidden_scale if mup else 1.0, use_bias=not mup))
-    blocks.append(Dense(width, num_classes, "identity", key=keys[depth], init=w_init, scale=1 / width if mup else 1.0, use_bias=not mup))
+        blocks.append(layer(width, width, act, keys[i], hidden_scale))
+    blocks.append(layer(width, num_classes, "identity", keys[depth], 1 / width))
+    if preact:  # act before every linear map but the first
+        blocks = blocks[:1] + [Sequential((Activation(act), b)) for b in blocks[1:]]
     skips = [(l - 1, l, Identity()) for l in range(2, depth + 1)] if residual else []
     widths = [tuple(input_shape)] + [(width,)] * depth + [(num_classes,)]
     back = [] if backward == "none" else _backward_edges(widths, act, backward, backward_from, keys[depth + 1 :])
