@@ -66,6 +66,8 @@ class AlgorithmCfg:
     eval_steps: int = 0
     nudge: str = "clamp"
     contrast: bool = False
+    unroll: Any = "auto"
+    error_front: Any = "auto"
     lalr_weights: bool = False
     loss: str = "gaussian"
     beta_schedule: str = "constant"

@@ -25,7 +25,7 @@ from .models import MODELS, build_model
 from .network import EnergySpec
 from .optim import WeightOptim
 from .plugins import load_plugins
-from .train import TrainerConfig, fit
+from .train import TrainerConfig, conv_on_cpu, fit
 
 ALGORITHMS = ("pc", "bp")
 
@@ -91,11 +91,19 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     a = c["algorithm"]
     if a["name"] == "bp":
         return model, Backprop(wopt, total, loss=a["loss"])
-    return model, PC(build_pc_config(c), wopt, total)
+    return model, PC(build_pc_config(c, conv_on_cpu(model)), wopt, total)
 
 
-def build_pc_config(c: dict) -> PCConfig:
-    """The PCConfig of a plain config dict (validated: invalid combinations raise ConfigError)."""
+def _auto(value, default):
+    return default if value in ("auto", None) else value
+
+
+def build_pc_config(c: dict, conv_cpu: bool = False) -> PCConfig:
+    """The PCConfig of a plain config dict (validated: invalid combinations raise ConfigError).
+
+    ``algorithm.unroll`` / ``algorithm.error_front`` = ``auto``: on for convnets on a CPU
+    (``conv_cpu``; XLA:CPU runs convolution gradients inside a compiled loop several times slower
+    than unrolled; the error front skips work that is exactly zero), off otherwise."""
     a, e = c["algorithm"], c["energy"]
     spec = EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]))
     lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
@@ -103,6 +111,7 @@ def build_pc_config(c: dict) -> PCConfig:
         T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
         variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
         contrast=a.get("contrast", False), nudge=a.get("nudge", "clamp"),
+        unroll=_auto(a.get("unroll"), True if conv_cpu else 1), error_front=bool(_auto(a.get("error_front"), conv_cpu)),
     )
 
 

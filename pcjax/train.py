@@ -35,16 +35,23 @@ from .errors import ConfigError, DivergenceError
 LOOPS = ("auto", "scan", "step")
 
 
+def conv_on_cpu(model) -> bool:
+    """True when ``model`` has convolution blocks and JAX runs on the CPU: XLA:CPU compiles
+    convolution gradients inside compiled loops to a slow generic kernel, so loops over such steps
+    are better unrolled (inference) or dispatched from Python (epoch)."""
+    from .blocks import Conv
+
+    has_conv = any(isinstance(leaf, Conv) for leaf in jax.tree_util.tree_leaves(
+        model, is_leaf=lambda n: isinstance(n, Conv)))
+    return has_conv and jax.default_backend() == "cpu"
+
+
 def resolve_loop(loop: str, model) -> str:
     """``auto`` -> ``step`` on CPU for models with convolutions (XLA:CPU runs weight-carrying
     loops over convolutions on a slow path), else ``scan``."""
     if loop != "auto":
         return loop
-    from .blocks import Conv
-
-    has_conv = any(isinstance(leaf, Conv) for leaf in jax.tree_util.tree_leaves(
-        model, is_leaf=lambda n: isinstance(n, Conv)))
-    return "step" if has_conv and jax.default_backend() == "cpu" else "scan"
+    return "step" if conv_on_cpu(model) else "scan"
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,21 @@ def test_per_step_loop_divergence_is_caught(tmp_path):
     with pytest.raises(pj.DivergenceError, match="epoch 1"):
         _cnn_fit(tmp_path, "step", latent_lr=1e30)
     assert json.loads((tmp_path / "record.json").read_text())["status"] == "diverged"
+
+
+def test_auto_speed_options_for_convnets_on_cpu():
+    """algorithm.unroll / error_front = auto: unrolled inference and the error front for convnets on a
+    CPU (same results, several times faster there), the scanned loop otherwise; explicit values win."""
+    from pcjax.experiment import build_pc_config
+
+    c = to_dict(_digits_cfg("pc"))
+    on, off = build_pc_config(c, conv_cpu=True), build_pc_config(c, conv_cpu=False)
+    assert (on.unroll, on.error_front) == (True, True) and (off.unroll, off.error_front) == (1, False)
+    c["algorithm"]["unroll"], c["algorithm"]["error_front"] = 2, False
+    pinned = build_pc_config(c, conv_cpu=True)
+    assert (pinned.unroll, pinned.error_front) == (2, False)
+    data = load_dataset("digits", limit_train=64)
+    c = to_dict(_digits_cfg("pc"))
+    c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
+    _, algo = build(c, 2, data.image_shape, data.num_classes)
+    assert algo.config.unroll is (True if jax.default_backend() == "cpu" else 1)
