@@ -244,8 +244,9 @@ class PCConfig:
             raise ConfigError(f"algorithm.T must be >= 0, got {self.T}")
         if self.beta == 0:
             raise ConfigError("algorithm.beta must be non-zero (the weight update is scaled by 1/beta)")
-        if self.contrast and (self.variant == "ipc" or self.nudge == "soft"):
-            raise ConfigError("algorithm.contrast is available for variants pc and fu with nudge=clamp")
+        if self.contrast and (self.variant == "ipc" or self.nudge == "soft" or resolve_dtype(self.compute_dtype)):
+            raise ConfigError("algorithm.contrast is available for variants pc and fu with nudge=clamp "
+                              "and float32 compute")
 
 
 class PC(_Base):
@@ -335,8 +336,10 @@ class PC(_Base):
         latents = tuple(free) + (target,)
         nodes = self._front_terms(model) if cfg.variant != "ipc" else None
         energy, terms, grads = self._weight_grads(model, x, latents, latents0, state.beta, nodes)
-        if cfg.contrast:
-            grads = self._contrast(model, x, latents0, state.beta, nodes, grads, step_args, infos.step_scale)
+        if cfg.contrast and cfg.energy.bidirectional:  # at lam = 0 the free-phase gradient is zero
+            free_target = nudged_target(mus[-1], y.astype(mus[-1].dtype), 0.0, cfg.energy.output)
+            grads = self._contrast(model, x, latents0, free_target, state.beta, nodes, grads, step_args,
+                                   infos.step_scale)
         if cfg.variant != "ipc":
             rho = infos.step_scale[-1] if cfg.T > 0 else jnp.ones((L,))
             state = self._apply(state, grads, self._weight_scaler(rho))
@@ -351,18 +354,19 @@ class PC(_Base):
         }
         return state, metrics
 
-    def _contrast(self, model, x, latents0, beta, nodes, grads, step_args, step_scales):
+    def _contrast(self, model, x, latents0, free_target, beta, nodes, grads, step_args, step_scales):
         """Contrastive (equilibrium-propagation) weight update: subtract the gradient at the *free*
-        equilibrium, reached by the same relaxation with the output held at its own prediction mu_L
-        (zero nudge): dtheta = (1/beta) [dE/dtheta(z_nudged) - dE/dtheta(z_free)].
+        equilibrium, reached by the same relaxation with the output held at its own prediction
+        (zero nudge: mu_L, or softmax(mu_L) for a cross-entropy output): dtheta = (1/beta) [dE/dtheta(z_nudged) - dE/dtheta(z_free)].
 
         With lam = 0 the free equilibrium is the feed-forward pass, where every forward error and so
         dE/dtheta is zero: the update equals standard PC. With top-down terms (lam > 0) the free
         equilibrium is not the feed-forward pass; the pull of the (initially random) top-down
         predictors then moves the latents without any target, and standard PC would learn that pull
         as if it were an error signal. Subtracting the free-phase gradient keeps only the part of the
-        update the target caused. The top-down predictors V keep their own (nudged-phase) gradient, so
-        that they still learn to predict the latents. The free phase replays the nudged phase's
+        update the target caused. Separate top-down predictors V keep their own (nudged-phase)
+        gradient, so that they still learn to predict the latents (with tied top-down weights the whole
+        gradient of W is contrastive). Applied only when top-down terms are on (lam > 0). The free phase replays the nudged phase's
         per-step LALR multipliers (a rule such as error-normalised would otherwise pick different
         step sizes in the two phases, and the difference would measure the step sizes, not the
         target). Costs a second relaxation.
@@ -371,11 +375,13 @@ class PC(_Base):
         rule = Replay(cfg.lalr, step_scales)
 
         def energy_fn(free, precision):
-            return model.energy(x, free + (latents0[-1],), cfg.energy, precision=precision)
+            return model.energy(x, free + (free_target,), cfg.energy, precision=precision)
 
         free0, _ = relax(energy_fn, latents0[:-1], optim=cfg.latent, rule=rule, unroll=cfg.unroll, **step_args)
-        _, _, g0 = self._weight_grads(model, x, tuple(free0) + (latents0[-1],), latents0, beta, nodes)
-        g0 = eqx.tree_at(lambda m: m.backward, g0, replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
+        _, _, g0 = self._weight_grads(model, x, tuple(free0) + (free_target,), latents0, beta, nodes)
+        if model.backward:
+            g0 = eqx.tree_at(lambda m: m.backward, g0,
+                             replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
         return jax.tree_util.tree_map(lambda a, b: a - b, grads, g0)
 
     def _front_applies(self) -> bool:

@@ -204,6 +204,9 @@ class Activation(eqx.Module):
 
     act: str = eqx.field(static=True)
 
+    def __check_init__(self):
+        get_activation(self.act)  # an unknown name fails when the model is built
+
     def __call__(self, x: Array) -> Array:
         return get_activation(self.act)(x)
 

@@ -94,8 +94,16 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     return model, PC(build_pc_config(c, conv_on_cpu(model)), wopt, total)
 
 
-def _auto(value, default):
-    return default if value in ("auto", None) else value
+def _auto(name: str, value, default, *, integer: bool = False):
+    """``auto``/None -> default; true/false (bools or strings); for ``integer`` also an int >= 1."""
+    if value in ("auto", None):
+        return default
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, bool) or (integer and isinstance(value, int) and value >= 1):
+        return value
+    raise ConfigError(f"algorithm.{name} must be auto, true or false{' or an integer >= 1' if integer else ''}; "
+                      f"got {value!r}")
 
 
 def build_pc_config(c: dict, conv_cpu: bool = False) -> PCConfig:
@@ -111,7 +119,8 @@ def build_pc_config(c: dict, conv_cpu: bool = False) -> PCConfig:
         T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
         variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
         contrast=a.get("contrast", False), nudge=a.get("nudge", "clamp"),
-        unroll=_auto(a.get("unroll"), True if conv_cpu else 1), error_front=bool(_auto(a.get("error_front"), conv_cpu)),
+        unroll=_auto("unroll", a.get("unroll"), True if conv_cpu else 1, integer=True),
+        error_front=_auto("error_front", a.get("error_front"), conv_cpu),
     )
 
 

@@ -288,6 +288,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
             if bar is not None:
                 bar.update(1 if loop == "scan" else 0)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(m['loss'][-1]):.4f}")
+            if loop == "step" and bool(dead):  # the scan skips the remaining steps; here they are not run
+                break
         metrics = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
         jax.block_until_ready(state)
         seconds = time.perf_counter() - t_epoch

@@ -232,3 +232,12 @@ def test_pcx_adapter_matches_pcjax(case):
                     T=T, optim=latent, free_nodes=tuple(range(L - 1)), num_nodes=L)
     for a, b in zip(runner.latents(), free):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_loops_benchmark_runs():
+    from benchmarks.cpu_loops import measure
+
+    r = measure(width=0.125, T=2, batch=4, repeats=1, K=2)
+    for key in ("step_plain_s", "step_unroll_s", "step_auto_s", "epoch_scan_s"):
+        assert r[key] > 0
+    assert r["scan_over_step"] > 0 and r["plain_over_auto"] > 0

@@ -131,8 +131,8 @@ def _cnn_fit(tmp_path, loop, *, latent_lr=0.05, epochs=1):
     c["algorithm"]["latent"]["lr"], c["algorithm"]["T"] = latent_lr, 4
     data = load_dataset("digits", limit_train=640)
     model, algo = build(c, 576 // 32, data.image_shape, data.num_classes)
-    tc = TrainerConfig(epochs=epochs, batch_size=32, chunks_per_epoch=3, progress=False, run_dir=str(tmp_path),
-                       seed=0, loop=loop)
+    tc = TrainerConfig(epochs=epochs, batch_size=32, chunks_per_epoch=4, progress=False, run_dir=str(tmp_path),
+                       seed=0, loop=loop)  # 18 batches in 4 chunks of 5: the last chunk has 2 padded rows
     return model, fit(algo, model, data, tc, meta={"name": "t"})
 
 
@@ -181,6 +181,12 @@ def test_auto_speed_options_for_convnets_on_cpu():
     c["algorithm"]["unroll"], c["algorithm"]["error_front"] = 2, False
     pinned = build_pc_config(c, conv_cpu=True)
     assert (pinned.unroll, pinned.error_front) == (2, False)
+    c["algorithm"]["error_front"] = "off"
+    with pytest.raises(pj.ConfigError, match="algorithm.error_front"):
+        build_pc_config(c)
+    c["algorithm"]["error_front"], c["algorithm"]["unroll"] = "auto", 0
+    with pytest.raises(pj.ConfigError, match="algorithm.unroll"):
+        build_pc_config(c)
     data = load_dataset("digits", limit_train=64)
     c = to_dict(_digits_cfg("pc"))
     c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}

@@ -69,9 +69,13 @@ def mlp(
         blocks = blocks[:1] + [Sequential((Activation(act), b)) for b in blocks[1:]]
     skips = [(l - 1, l, Identity()) for l in range(2, depth + 1)] if residual else []
     widths = [tuple(input_shape)] + [(width,)] * depth + [(num_classes,)]
-    back = [] if backward == "none" else _backward_edges(widths, act, backward, backward_from, keys[depth + 1 :])
     if backward not in ("none", "learned", "tied"):
         raise ValueError(f"model.backward must be none, learned or tied; got {backward!r}")
+    if preact and backward == "tied":
+        raise ValueError("model.backward=tied needs post-activation blocks; use backward=learned with preact=true")
+    # with preact the latents are signed pre-activations: top-down predictions end without activation
+    back = [] if backward == "none" else _backward_edges(widths, "identity" if preact else act, backward,
+                                                         backward_from, keys[depth + 1 :])
     return Network(blocks, input_shape, skips=skips, backward=back)
 
 
