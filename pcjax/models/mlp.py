@@ -73,9 +73,10 @@ def mlp(
         raise ValueError(f"model.backward must be none, learned or tied; got {backward!r}")
     if preact and backward == "tied":
         raise ValueError("model.backward=tied needs post-activation blocks; use backward=learned with preact=true")
-    # with preact the latents are signed pre-activations: top-down predictions end without activation
-    back = [] if backward == "none" else _backward_edges(widths, "identity" if preact else act, backward,
-                                                         backward_from, keys[depth + 1 :])
+    # Learned top-down predictors end in ``act`` also with preact (whose latents are signed): on the
+    # 32-layer bidirectional row, identity-output predictors collapsed to 9.7 % on the full epoch
+    # while ReLU-output ones reached 92.0 % (both about 88 % on 10,000 images).
+    back = [] if backward == "none" else _backward_edges(widths, act, backward, backward_from, keys[depth + 1 :])
     return Network(blocks, input_shape, skips=skips, backward=back)
 
 
