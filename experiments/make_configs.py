@@ -87,6 +87,7 @@ BIDIR = {"energy": {"lam": 0.01}, "lalr": "error_normalised", "lalr_params": {"e
 row("mnist_cnn_bpc_skip_lalr", "mnist", "mnist_cnn", "bpc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15, ref=99.22, src=CHEN, extra=dict(BIDIR, model={"skip": "long"}))
 row("mnist_cnn_pc_se", "mnist", "mnist_cnn", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15)
 row("mnist_cnn_bp_se", "mnist", "mnist_cnn", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=15)
+row("cifar10_vgg7_bpc_skip_lalr", "cifar10", "vgg7", "bpc-se", T=12, act="leaky_relu", w_lr=1.89e-4, w_wd=7.97e-4, x_lr=0.0210, x_mom=0.35, epochs=50, extra=dict(BIDIR, model={"skip": "long"}), note="VGG-7 PC-SE values reused")
 row("cifar10_vgg9_bpc_skip_lalr", "cifar10", "vgg9", "bpc-se", T=12, w_lr=2.5e-4, w_wd=5e-4, x_lr=0.05, x_mom=0.5, epochs=50, ref=93.78, src=CHEN, extra=dict(BIDIR, model={"skip": "long"}))
 row("cifar10_resnet18_bpc_skip_lalr", "cifar10", "resnet18", "bpc-se", T=12, w_lr=2.5e-4, w_wd=5e-4, x_lr=0.05, x_mom=0.5, epochs=50, ref=93.78, src=CHEN, extra=BIDIR)
 row("cifar10_resnet18_bp_se", "cifar10", "resnet18", "bp-se", w_lr=2.5e-4, w_wd=5e-4, epochs=50)
