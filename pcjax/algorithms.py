@@ -152,11 +152,7 @@ def partial_energy(model: Network, x: Array, latents, spec: EnergySpec, nodes, *
             forward.append(jnp.zeros((B,), z.dtype))
             norms.append(jnp.zeros((), z.dtype))
             continue
-        mu = mc.blocks[l - 1](pvalues[l - 1])
-        for (s, t), proj in zip(mc.skip_edges, mc.skips):
-            if t == l:
-                mu = mu + proj(pvalues[s])
-        mu = mu.astype(z.dtype)
+        mu = mc._predict(l, pvalues).astype(z.dtype)
         f = (output if l == L else hidden)(mu, z)
         forward.append(f)
         norms.append(jnp.sqrt(jnp.mean(jnp.sum(jnp.square(z - mu).reshape(B, -1), axis=1))))
@@ -319,19 +315,8 @@ class PC(_Base):
             state, free, infos = self._ipc(state, x, latents0[:-1], target, step_args)
             model = state.model
         else:
-            schedule = self._front(model)
-
-            def energy_fn(free, precision, nodes=None):
-                latents = free + (target,)
-                if nodes is not None:
-                    return partial_energy(model, x, latents, cfg.energy, nodes, precision=precision, dtype=dtype)
-                if dtype is not None:
-                    return cast_floats(model, dtype).energy(cast_floats(x, dtype), latents, cfg.energy,
-                                                            precision=precision, pred_latents=cast_floats(latents, dtype))
-                return model.energy(x, latents, cfg.energy, precision=precision)
-
-            free, infos = relax(energy_fn, latents0[:-1], optim=cfg.latent, rule=cfg.lalr, unroll=cfg.unroll,
-                                schedule=schedule, **step_args)
+            free, infos = relax(self._energy_fn(model, x, target), latents0[:-1], optim=cfg.latent, rule=cfg.lalr,
+                                unroll=cfg.unroll, schedule=self._front(model), **step_args)
 
         latents = tuple(free) + (target,)
         nodes = self._front_terms(model) if cfg.variant != "ipc" else None
@@ -354,6 +339,23 @@ class PC(_Base):
         }
         return state, metrics
 
+    def _energy_fn(self, model: Network, x: Array, target: Array):
+        """The inference energy with the output held at ``target``: ``energy_fn(free, precision[, nodes])``
+        (``nodes``: the error front's active terms; the compute dtype when one is set)."""
+        cfg = self.config
+        dtype = resolve_dtype(cfg.compute_dtype)
+
+        def energy_fn(free, precision, nodes=None):
+            latents = free + (target,)
+            if nodes is not None:
+                return partial_energy(model, x, latents, cfg.energy, nodes, precision=precision, dtype=dtype)
+            if dtype is not None:
+                return cast_floats(model, dtype).energy(cast_floats(x, dtype), latents, cfg.energy,
+                                                        precision=precision, pred_latents=cast_floats(latents, dtype))
+            return model.energy(x, latents, cfg.energy, precision=precision)
+
+        return energy_fn
+
     def _contrast(self, model, x, latents0, free_target, beta, nodes, grads, step_args, step_scales):
         """Contrastive (equilibrium-propagation) weight update: subtract the gradient at the *free*
         equilibrium, reached by the same relaxation with the output held at its own prediction
@@ -373,11 +375,8 @@ class PC(_Base):
         """
         cfg = self.config
         rule = Replay(cfg.lalr, step_scales)
-
-        def energy_fn(free, precision):
-            return model.energy(x, free + (free_target,), cfg.energy, precision=precision)
-
-        free0, _ = relax(energy_fn, latents0[:-1], optim=cfg.latent, rule=rule, unroll=cfg.unroll, **step_args)
+        free0, _ = relax(self._energy_fn(model, x, free_target), latents0[:-1], optim=cfg.latent, rule=rule,
+                         unroll=cfg.unroll, **step_args)
         _, _, g0 = self._weight_grads(model, x, tuple(free0) + (free_target,), latents0, beta, nodes)
         if model.backward:
             g0 = eqx.tree_at(lambda m: m.backward, g0,

@@ -116,31 +116,29 @@ class _Compiled:
                 xb = center_crop(xb, spec.crop_size)
             return normalize(xb, mean, std)
 
-        def step(state, train_x, train_y, key, b_idx, dead):
+        def guarded_step(st, train_x, train_y, key, b_idx, keep):
+            """One training step on batch ``b_idx``; the state only changes where ``keep`` holds and
+            the energy and loss stayed finite. Returns (state, metrics, finite)."""
             x = prep_train(key, train_x[b_idx])
             y = jax.nn.one_hot(train_y[b_idx], num_classes)
-            new, metrics = algorithm.train_step(state, x, y)
+            new, metrics = algorithm.train_step(st, x, y)
             finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
             if "layer_energy" in metrics:
                 finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
-            keep = finite & ~dead
-            new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state)
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite & keep, a, b), new, st)
+            return new, metrics, finite
+
+        def step(state, train_x, train_y, key, b_idx, dead):
+            new, metrics, finite = guarded_step(state, train_x, train_y, key, b_idx, ~dead)
             return new, dead | ~finite, dict(metrics, valid=~dead, finite=finite | dead)
 
         def chunk(state, train_x, train_y, key, idx, valid, dead):
             def body(carry, inputs):
                 st, dead = carry
                 b_idx, ok, k = inputs
-                x = prep_train(k, train_x[b_idx])
-                y = jax.nn.one_hot(train_y[b_idx], num_classes)
 
                 def run(st):
-                    new, metrics = algorithm.train_step(st, x, y)
-                    finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
-                    if "layer_energy" in metrics:
-                        finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
-                    new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, st)
-                    return new, metrics, finite
+                    return guarded_step(st, train_x, train_y, k, b_idx, jnp.asarray(True))
 
                 def skip(st):
                     shapes = jax.eval_shape(run, st)[1]

@@ -57,9 +57,8 @@ def mlp(
     hidden_scale = 1.0 / math.sqrt(width * (n_layers if residual else 1))
     w_init = "normal" if mup else "default"
     def layer(n_in, n_out, post_act, k, scale):
-        dense = Dense(n_in, n_out, "identity" if preact else post_act, key=k, init=w_init, scale=scale if mup else 1.0,
-                      use_bias=not mup)
-        return dense
+        return Dense(n_in, n_out, "identity" if preact else post_act, key=k, init=w_init, scale=scale if mup else 1.0,
+                     use_bias=not mup)
 
     blocks = [layer(tuple(input_shape), width, act, keys[0], 1 / math.sqrt(D))]
     for i in range(1, depth):
