@@ -40,7 +40,7 @@ def measure(width: float = 0.5, T: int = 8, batch: int = 128, repeats: int = 3, 
     runners = []
     for name, kw in (("step_plain", {}), ("step_unroll", dict(unroll=True)),
                      ("step_auto", dict(unroll=True, error_front=True))):
-        algo = pj.PC(dataclasses.replace(base, **kw), pj.WeightOptim(lr=1e-3), 100)
+        algo = pj.PC(base, pj.WeightOptim(lr=1e-3), 100, runtime=pj.Runtime(**kw))
         state, step = algo.init(model), algo.jax_jit_train_step
         runners.append(Runner(name, lambda step=step, state=state: jax.block_until_ready(step(state, x, y))))
     algo = pj.PC(base, pj.WeightOptim(lr=1e-3), 100)

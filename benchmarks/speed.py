@@ -173,7 +173,7 @@ PCJAX_OPTS = {
 
 
 def pcjax_options(preset: str, net) -> dict:
-    """PCConfig speed options of a preset. ``auto``: ``error_front=True`` always, ``unroll=True`` when the
+    """Runtime speed options of a preset. ``auto``: ``error_front=True`` always, ``unroll=True`` when the
     network has convolutions (on CPU, XLA runs convolution gradients inside a compiled loop several
     times slower than unrolled; for dense networks the scanned loop is as fast or faster)."""
     if PCJAX_OPTS[preset] is not None:
@@ -193,9 +193,11 @@ def make_pcjax(net, x, y, wl: Workload, T: int, dtype: str | None, opts: dict, t
 
     wopt = pj.WeightOptim(lr=wl.weight_lr, weight_decay=wl.weight_decay)
     cfg = pj.PCConfig(T=T, latent=pj.LatentOptim(lr=wl.latent_lr, momentum=wl.latent_momentum),
-                      energy=pj.EnergySpec(), compute_dtype=dtype, **opts)
+                      energy=pj.EnergySpec())
+    runtime = pj.Runtime(compute_dtype=dtype, **opts)
     runners = []
-    for name, algo in (("pc", pj.PC(cfg, wopt, total_steps)), ("bp", pj.Backprop(wopt, total_steps, compute_dtype=dtype))):
+    for name, algo in (("pc", pj.PC(cfg, wopt, total_steps, runtime=runtime)),
+                       ("bp", pj.Backprop(wopt, total_steps, runtime=pj.Runtime(compute_dtype=dtype)))):
         box = {"state": algo.init(net)}
         fn = algo.jax_jit_train_step if dispatch == "jax" else algo.jit_train_step
 
@@ -503,8 +505,9 @@ def digits_accuracy(dtype: str | None, *, epochs: int = 30, seed: int = 0, T: in
     ytr = jax.nn.one_hot(ds.train_y, 10)
     net = pj.build_model("mlp", ds.image_shape, 10, key=jax.random.PRNGKey(seed), width=128, depth=3, act="gelu")
     steps = epochs * (ds.num_train // batch)
-    algo = pj.PC(pj.PCConfig(T=T, latent=pj.LatentOptim(lr=0.1, momentum=0.5), error_front=True,
-                             compute_dtype=dtype), pj.WeightOptim(lr=1e-3, weight_decay=1e-4), steps)
+    algo = pj.PC(pj.PCConfig(T=T, latent=pj.LatentOptim(lr=0.1, momentum=0.5)),
+                 pj.WeightOptim(lr=1e-3, weight_decay=1e-4), steps,
+                 runtime=pj.Runtime(error_front=True, compute_dtype=dtype))
     state = algo.init(net)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()

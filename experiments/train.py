@@ -25,8 +25,14 @@ from omegaconf import DictConfig  # noqa: E402
 
 from pcjax.config import register_configs  # noqa: E402
 from pcjax.errors import PCJaxError  # noqa: E402
+from pcjax.plugins import load_plugins, plugins_from_overrides  # noqa: E402
 
 register_configs()
+try:  # before composition: a plugin's algorithms are config-group choices (algorithm=my_rule)
+    load_plugins(plugins_from_overrides(sys.argv[1:]))
+except PCJaxError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")

@@ -1,21 +1,28 @@
 """pcjax: energy-based predictive-coding networks in JAX."""
 
 from . import energies, lalr
-from .algorithms import PC, Backprop, PCConfig, TrainState
+from .algorithms import (EPC, PC, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, ForwardUpdate,
+                         Incremental, PCConfig, SoftNudge, TrainState, algorithm_params, available_algorithms,
+                         get_algorithm, register_algorithm)
 from .blocks import Conv, Dense, Identity, Sequential, Upsample
 from .energies import available_energies, get_energy, register_energy
 from .errors import ConfigError, DivergenceError, PCJaxError, ShapeError
-from .inference import LatentOptim, relax
+from .inference import Inference, LatentOptim, relax
 from .lalr import make_lalr, register_lalr
 from .models import build_model, register_model
-from .network import EnergySpec, Network, Tied
+from .network import Network, Tied
+from .network_energy import EnergySpec, LayerEnergies, network_energy
 from .optim import WeightOptim
+from .runtime import Runtime, resolve_runtime
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PC", "Backprop", "PCConfig", "TrainState", "Conv", "Dense", "Identity", "Sequential", "Upsample",
+    "EPC", "PC", "Algorithm", "Backprop", "BuildContext", "Clamp", "Contrastive", "Equilibrium", "ForwardUpdate",
+    "Incremental", "PCConfig", "SoftNudge", "TrainState", "algorithm_params", "available_algorithms",
+    "get_algorithm", "register_algorithm", "Conv", "Dense", "Identity", "Sequential", "Upsample",
     "available_energies", "get_energy", "register_energy", "ConfigError", "DivergenceError", "PCJaxError",
-    "ShapeError", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",
-    "EnergySpec", "Network", "Tied", "WeightOptim", "energies", "lalr",
+    "ShapeError", "Inference", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",
+    "Network", "Tied", "EnergySpec", "LayerEnergies", "network_energy", "WeightOptim", "Runtime", "resolve_runtime",
+    "energies", "lalr",
 ]

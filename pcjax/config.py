@@ -69,9 +69,11 @@ class AlgorithmCfg:
     unroll: Any = "auto"
     error_front: Any = "auto"
     lalr_weights: bool = False
-    loss: str = "gaussian"
+    loss: Optional[str] = None
     beta_schedule: str = "constant"
     beta_increase: float = 0.0
+    compute_dtype: Optional[str] = None
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class EnergyCfg:
     backward: str = "gaussian"
     alpha: Any = 1.0
     lam: Any = 0.0
+    params: dict = field(default_factory=dict)
 
 
 @dataclass

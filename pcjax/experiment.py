@@ -14,20 +14,19 @@ from typing import Any
 
 import jax
 
-from .algorithms import PC, Backprop, PCConfig
+from .algorithms import BuildContext, available_algorithms, build_algorithm, get_algorithm
 from .config import Config, check_choice, check_range
 from .data import DATASETS, load_dataset
 from .data.pipeline import AugmentSpec
 from .errors import ConfigError
-from .inference import LatentOptim
+from .inference import Inference, LatentOptim
 from .lalr import make_lalr
 from .models import MODELS, build_model
 from .network import EnergySpec
 from .optim import WeightOptim
 from .plugins import load_plugins
-from .train import TrainerConfig, conv_on_cpu, fit
-
-ALGORITHMS = ("pc", "bp")
+from .runtime import Runtime, resolve_runtime
+from .train import TrainerConfig, fit
 
 
 def to_dict(cfg: Any) -> dict:
@@ -44,15 +43,20 @@ def _tuple(v):
 
 
 def algorithm_label(c: dict) -> str:
-    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``."""
+    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``, ``epc-se``."""
     a, e = c["algorithm"], c["energy"]
-    if a["name"] == "bp":
-        return "bp-" + ("ce" if a["loss"] in ("cross_entropy", "ce") else "se")
     out = "ce" if e["output"] in ("cross_entropy", "ce") else "se"
+    if a["name"] == "bp":
+        loss = a.get("loss") or e["output"]
+        return "bp-" + ("ce" if loss in ("cross_entropy", "ce") else "se")
     lam = e["lam"] if isinstance(e["lam"], list) else [e["lam"]]
-    base = {"pc": "pc", "ipc": "ipc", "fu": "pc-fu"}[a["variant"]]
-    if any(float(v) != 0 for v in lam):
-        base = "bpc" if a["variant"] == "pc" else "b" + base
+    bidir = any(float(v) != 0 for v in lam)
+    if a["name"] == "pc":
+        base = {"pc": "pc", "ipc": "ipc", "fu": "pc-fu"}.get(a["variant"], a["variant"])
+        if bidir:
+            base = "bpc" if a["variant"] == "pc" else "b" + base
+    else:
+        base = ("b" if bidir else "") + a["name"]
     label = f"{base}-{out}"
     if a["beta_schedule"] == "random_sign":
         label = label.replace("pc-", "pc-cn-", 1)
@@ -69,59 +73,49 @@ def algorithm_label(c: dict) -> str:
     return label
 
 
-def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
-    """Model and algorithm from a plain config dict."""
-    check_choice("model.name", c["model"]["name"], MODELS)
-    check_choice("algorithm.name", c["algorithm"]["name"], ALGORITHMS)
-    check_range("algorithm.T", c["algorithm"]["T"], 0, 10_000)
-    check_range("algorithm.latent.lr", c["algorithm"]["latent"]["lr"], 0.0, None)
-    check_range("optim.lr", c["optim"]["lr"], 0.0, None)
+def energy_spec(c: dict) -> EnergySpec:
+    """The EnergySpec of a plain config dict (``energy.params`` bound to the terms that take them)."""
     e = c["energy"]
-    spec = EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]))
+    return EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]),
+                      dict(e.get("params") or {}))
+
+
+def build_model_from_config(c: dict, input_shape, num_classes: int, spec: EnergySpec):
+    """The model of a plain config dict (``model.backward=auto``: learned top-down predictors when
+    the energy has top-down terms)."""
+    check_choice("model.name", c["model"]["name"], MODELS)
     m = dict(c["model"])
     name = m.pop("name")
     if m.get("backward") == "auto":
-        m["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] == "pc") else "none"
-    builder = MODELS[name]
-    accepted = inspect.signature(builder).parameters
+        m["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] != "bp") else "none"
+    accepted = inspect.signature(MODELS[name]).parameters
     options = {k: v for k, v in m.items() if k in accepted}
-    model = build_model(name, input_shape, num_classes, key=jax.random.PRNGKey(c["seed"]), **options)
-    wopt = WeightOptim(**{k: v for k, v in c["optim"].items()})
-    total = steps_per_epoch * c["trainer"]["epochs"]
+    return build_model(name, input_shape, num_classes, key=jax.random.PRNGKey(c["seed"]), **options)
+
+
+def build_runtime(c: dict, model) -> Runtime:
+    """The runtime policy of a plain config dict for ``model`` on this backend (``auto`` resolved)."""
     a = c["algorithm"]
-    if a["name"] == "bp":
-        return model, Backprop(wopt, total, loss=a["loss"])
-    return model, PC(build_pc_config(c, conv_on_cpu(model)), wopt, total)
+    return resolve_runtime(model, error_front=a.get("error_front", "auto"), unroll=a.get("unroll", "auto"),
+                           compute_dtype=a.get("compute_dtype"), loop=c.get("trainer", {}).get("loop", "auto"))
 
 
-def _auto(name: str, value, default, *, integer: bool = False):
-    """``auto``/None -> default; true/false (bools or strings); for ``integer`` also an int >= 1."""
-    if value in ("auto", None):
-        return default
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if isinstance(value, bool) or (integer and isinstance(value, int) and value >= 1):
-        return value
-    raise ConfigError(f"algorithm.{name} must be auto, true or false{' or an integer >= 1' if integer else ''}; "
-                      f"got {value!r}")
-
-
-def build_pc_config(c: dict, conv_cpu: bool = False) -> PCConfig:
-    """The PCConfig of a plain config dict (validated: invalid combinations raise ConfigError).
-
-    ``algorithm.unroll`` / ``algorithm.error_front`` = ``auto``: on for convnets on a CPU
-    (``conv_cpu``; XLA:CPU runs convolution gradients inside a compiled loop several times slower
-    than unrolled; the error front skips work that is exactly zero), off otherwise."""
-    a, e = c["algorithm"], c["energy"]
-    spec = EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]))
+def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
+    """Model and algorithm from a plain config dict (the algorithm from the registry)."""
+    a = c["algorithm"]
+    get_algorithm(a["name"])
+    check_range("algorithm.T", a["T"], 0, 10_000)
+    check_range("algorithm.latent.lr", a["latent"]["lr"], 0.0, None)
+    check_range("optim.lr", c["optim"]["lr"], 0.0, None)
+    spec = energy_spec(c)
+    model = build_model_from_config(c, input_shape, num_classes, spec)
     lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
-    return PCConfig(
-        T=a["T"], latent=LatentOptim(**a["latent"]), energy=spec, lalr=lalr, lalr_weights=a["lalr_weights"],
-        variant=a["variant"], beta=a["beta"], latent_grad=a["latent_grad"], eval_steps=a["eval_steps"],
-        contrast=a.get("contrast", False), nudge=a.get("nudge", "clamp"),
-        unroll=_auto("unroll", a.get("unroll"), True if conv_cpu else 1, integer=True),
-        error_front=_auto("error_front", a.get("error_front"), conv_cpu),
-    )
+    inference = Inference(a["T"], LatentOptim(**a["latent"]), lalr, a.get("latent_grad", "sample"))
+    ctx = BuildContext(config=c, model=model, total_steps=steps_per_epoch * c["trainer"]["epochs"],
+                       weight_optim=WeightOptim(**dict(c["optim"])), energy=spec, inference=inference,
+                       runtime=build_runtime(c, model), lalr_weights=bool(a.get("lalr_weights", False)),
+                       params=dict(a.get("params") or {}))
+    return model, build_algorithm(a["name"], ctx)
 
 
 def beta_schedule(a: dict, seed: int):
@@ -178,10 +172,10 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     tc = TrainerConfig(
         epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
         val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
-        loop=t.get("loop", "auto"),
+        loop=algo.runtime.loop,
         augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
         run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
-        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] == "pc" else None,
+        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
     )
     from .tracking import make_tracker
 

@@ -9,8 +9,12 @@ every batch: z_l <- z_l + optax_update(rho_l * g_l).
 ``relax(..., schedule=...)`` runs its first steps on a statically known part of the network: step t
 evaluates only the energy terms ``schedule[t].terms`` and differentiates only w.r.t. the free latents
 ``schedule[t].grads`` (the others get a zero gradient and keep their value exactly). PC uses it
-for the error front after feed-forward initialisation (``PCConfig(error_front=True)``), where
+for the error front after feed-forward initialisation (``Runtime(error_front=True)``), where
 every skipped term and gradient is exactly zero, so the result equals the full computation.
+
+``Inference`` is the inference part of an algorithm: T, the latent optimiser, the LALR rule and the
+gradient convention, applied by ``Inference.run`` to any energy of any free variables (states for
+PC, prediction errors for ePC).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from jaxtyping import Array, Float
 
 from .errors import ConfigError
 from .lalr import Constant, LALRRule
-from .network import LayerEnergies
+from .network_energy import LayerEnergies
 
 # energy_fn(free_latents, precision) -> (per-sample energy (B,), LayerEnergies)
 EnergyFn = Callable[[tuple[Array, ...], Array], tuple[Array, LayerEnergies]]
@@ -180,3 +184,28 @@ def relax(
     if head:
         infos = jax.tree_util.tree_map(lambda *a: jnp.concatenate([jnp.stack(a[:-1]), a[-1]]), *head, infos)
     return free, infos
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The inference part of an algorithm: T steps of ``optim`` on the free variables, each node's
+    step scaled by the LALR rule's rho_l (``relax``)."""
+
+    T: int = 8
+    optim: LatentOptim = LatentOptim()
+    lalr: LALRRule = Constant()
+    latent_grad: str = "sample"
+
+    def __post_init__(self):
+        if self.T < 0:
+            raise ConfigError(f"algorithm.T must be >= 0, got {self.T}")
+        if self.latent_grad not in ("sample", "mean"):
+            raise ConfigError(f"algorithm.latent_grad must be 'sample' or 'mean', got {self.latent_grad!r}")
+
+    def run(self, energy_fn: EnergyFn, init: tuple[Array, ...], *, free_nodes: Sequence[int], num_nodes: int,
+            unroll: int | bool = 1, schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None,
+            T: int | None = None) -> tuple[tuple[Array, ...], StepInfo]:
+        """``relax`` with this part's settings (``rule``/``T`` replace the LALR rule / step count)."""
+        return relax(energy_fn, init, T=self.T if T is None else T, optim=self.optim, rule=rule or self.lalr,
+                     free_nodes=free_nodes, num_nodes=num_nodes, latent_grad=self.latent_grad, unroll=unroll,
+                     schedule=schedule)

@@ -7,13 +7,13 @@ Forward prediction with skips:   mu_l = f_l(z_{l-1}) + sum_{(s, l) in skip_edges
 Top-down prediction:             nu_l = g_{l+1}(z_{l+1})                       (l in backward_nodes)
 Bidirectional energy (per sample, averaged over the batch):
     E = (1/B) sum_b [ sum_{l=1..L} alpha_l phi_f(mu_l, z_l) + sum_{l in backward_nodes} lambda_l phi_b(nu_l, z_l) ]
+(``pcjax.network_energy``). The network holds structure and predictions; which nodes an algorithm
+frees, how it initialises them and how it updates the weights belong to the algorithm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .blocks import get_activation
-from .energies import EnergyFn, get_energy
 from .errors import ConfigError, ShapeError
+from .network_energy import EnergySpec, LayerEnergies, network_energy
 
 Latents = tuple[Array, ...]
 
@@ -35,44 +35,6 @@ class Tied(eqx.Module):
     """
 
     act: str = eqx.field(static=True, default="identity")
-
-
-@dataclass(frozen=True)
-class EnergySpec:
-    """Which energy terms the network uses and how they are weighted.
-
-    ``hidden``/``output``: phi_f for hidden nodes / the output node; ``backward``: phi_b.
-    ``alpha``: forward weights (scalar or one per node 1..L); ``lam``: top-down weights (scalar or
-    one per backward node). ``lam == 0`` skips the top-down terms entirely (exactly standard PC).
-    """
-
-    hidden: str | EnergyFn = "gaussian"
-    output: str | EnergyFn = "gaussian"
-    backward: str | EnergyFn = "gaussian"
-    alpha: float | tuple[float, ...] = 1.0
-    lam: float | tuple[float, ...] = 0.0
-
-    @property
-    def bidirectional(self) -> bool:
-        lam = self.lam if isinstance(self.lam, tuple) else (self.lam,)
-        return any(float(v) != 0.0 for v in lam)
-
-
-class LayerEnergies(NamedTuple):
-    """Per-node, per-sample energy terms and error norms."""
-
-    forward: tuple[Float[Array, "B"], ...]   # F_l = phi_f(mu_l, z_l), l = 1..L
-    backward: tuple[Float[Array, "B"], ...]  # G_l = phi_b(nu_l, z_l), l in backward_nodes
-    error_norm: Float[Array, "L"]            # sqrt(mean_b ||z_l - mu_l||^2)
-
-
-def _broadcast(value: float | Sequence[float], n: int, name: str) -> tuple[float, ...]:
-    if isinstance(value, (int, float)):
-        return (float(value),) * n
-    value = tuple(float(v) for v in value)
-    if len(value) != n:
-        raise ConfigError(f"{name} has {len(value)} entries but the network needs {n}")
-    return value
 
 
 class Network(eqx.Module):
@@ -142,7 +104,7 @@ class Network(eqx.Module):
         return len(self.blocks)
 
     # ----------------------------------------------------------- predictions
-    def _predict(self, l: int, values: Sequence[Array]) -> Array:
+    def predict(self, l: int, values: Sequence[Array]) -> Array:
         """mu_l = f_l(z_{l-1}) + sum over skip edges (s, l) of S(z_s)."""
         mu = self.blocks[l - 1](values[l - 1])
         for (s, t), proj in zip(self.skip_edges, self.skips):
@@ -152,7 +114,7 @@ class Network(eqx.Module):
 
     def predictions(self, values: Sequence[Array]) -> tuple[Array, ...]:
         """mu_l = f_l(z_{l-1}) + sum_skips S(z_s) for l = 1..L, from node values (z_0, ..., z_{L-1}[, z_L])."""
-        return tuple(self._predict(l, values) for l in range(1, self.num_nodes + 1))
+        return tuple(self.predict(l, values) for l in range(1, self.num_nodes + 1))
 
     def feedforward(self, x: Array) -> tuple[Array, ...]:
         """Feed-forward pass: every node takes its prediction, z_l := mu_l. Returns (mu_1, ..., mu_L)."""
@@ -160,7 +122,7 @@ class Network(eqx.Module):
             raise ShapeError(f"network input must have shape (B, {self.input_shape}) but got {tuple(x.shape)}")
         values = [x]
         for l in range(1, self.num_nodes + 1):
-            values.append(self._predict(l, values))
+            values.append(self.predict(l, values))
         return tuple(values[1:])
 
     def __call__(self, x: Array) -> Array:
@@ -183,78 +145,7 @@ class Network(eqx.Module):
         return tuple(nus)
 
     # ---------------------------------------------------------------- energy
-    def layer_energies(
-        self,
-        x: Array,
-        latents: Latents,
-        spec: EnergySpec,
-        *,
-        pred_latents: Latents | None = None,
-    ) -> LayerEnergies:
-        """Per-node energy terms.
-
-        F_l = phi_f(mu_l, z_l) (phi_f = ``spec.output`` for l = L, else ``spec.hidden``), and, if
-        ``spec.lam != 0``, G_l = phi_b(nu_l, z_l). Predictions are made from ``pred_latents`` when
-        given (forward-update rule: predictions from the initial feed-forward values) and from
-        ``latents`` otherwise.
-        """
-        if len(latents) != self.num_nodes:
-            raise ShapeError(f"expected {self.num_nodes} latents (z_1..z_L) but got {len(latents)}")
-        values = (x,) + tuple(latents)
-        pvalues = values if pred_latents is None else (x,) + tuple(pred_latents)
-        mus = self.predictions(pvalues)
-        hidden, output = get_energy(spec.hidden), get_energy(spec.output)
-        forward = []
-        for l, (mu, z) in enumerate(zip(mus, latents), start=1):
-            phi = output if l == self.num_nodes else hidden
-            forward.append(phi(mu, z))
-        norms = jnp.stack(
-            [jnp.sqrt(jnp.mean(jnp.sum(jnp.square(z - mu).reshape(z.shape[0], -1), axis=1))) for mu, z in zip(mus, latents)]
-        )
-        backward: tuple[Array, ...] = ()
-        if spec.bidirectional:
-            if not self.backward_nodes:
-                raise ConfigError(
-                    "energy.lam > 0 needs top-down predictors: build the model with backward=true (or tied)"
-                )
-            phi_b = get_energy(spec.backward)
-            nus = self.top_down(pvalues)
-            backward = tuple(phi_b(nu, values[l]) for l, nu in zip(self.backward_nodes, nus))
-        return LayerEnergies(tuple(forward), backward, norms)
-
-    def energy(
-        self,
-        x: Array,
-        latents: Latents,
-        spec: EnergySpec,
-        *,
-        precision: Array | None = None,
-        pred_latents: Latents | None = None,
-    ) -> tuple[Float[Array, "B"], LayerEnergies]:
-        """Per-sample total energy E_b = sum_l pi_l alpha_l F_l + sum_l lambda_l G_l, and its terms.
-
-        ``precision`` (pi, shape (L,)) multiplies the forward weights; LALR precision schedules use it.
-        The batch energy is ``total.mean()``.
-        """
-        terms = self.layer_energies(x, latents, spec, pred_latents=pred_latents)
-        alpha = jnp.asarray(_broadcast(spec.alpha, self.num_nodes, "energy.alpha"))
-        if precision is not None:
-            alpha = alpha * precision
-        total = sum(alpha[i] * f for i, f in enumerate(terms.forward))
-        if terms.backward:
-            lam = _broadcast(spec.lam, len(self.backward_nodes), "energy.lam")
-            total = total + sum(w * g for w, g in zip(lam, terms.backward))
-        return total, terms
-
-
-def nudged_target(mu_out: Array, y: Array, beta: Array | float, output_energy: str | Callable) -> Array:
-    """Output node value under nudging: z_L = mu_L - beta * (mu_L - y).
-
-    beta = 1 clamps the output to the target y. For a cross-entropy output the interpolation is done
-    between softmax(mu_L) and y so that z_L stays a distribution.
-    """
-    mu_out = jax.lax.stop_gradient(mu_out)
-    if get_energy(output_energy) is get_energy("cross_entropy"):
-        mu_out = jax.nn.softmax(mu_out, axis=-1)
-    beta = jnp.asarray(beta, mu_out.dtype)
-    return jnp.where(beta == 1.0, y.astype(mu_out.dtype), mu_out - beta * (mu_out - y))
+    def energy(self, x: Array, latents: Latents, spec: EnergySpec) -> tuple[Float[Array, "B"], LayerEnergies]:
+        """Per-sample energy E_b = sum_l alpha_l F_l + sum_l lambda_l G_l at node values ``latents``
+        (z_1..z_L), and its terms (``pcjax.network_energy.network_energy``)."""
+        return network_energy(self, x, latents, spec)

@@ -1,11 +1,15 @@
 """Load user extension modules (plugins) before a run is built.
 
 A plugin is an ordinary Python module whose import registers new components with pcjax's
-registries: energy terms (``register_energy``), model builders (``register_model``) and LALR rules
-(``register_lalr``). The command line imports them through the ``plugins`` config field::
+registries: energy terms (``register_energy``), model builders (``register_model``), LALR rules
+(``register_lalr``) and algorithms (``register_algorithm``). The command line imports them through
+the ``plugins`` config field::
 
     python experiments/train.py plugins=[examples/huber_energy.py] energy.hidden=huber
     python experiments/train.py plugins=[my_package.my_energies] energy.hidden=my_term
+
+The command line loads them before Hydra composes the configuration (``plugins_from_overrides``),
+so that a registered algorithm is also a config-group choice: ``algorithm=my_rule``.
 
 Each entry is either a dotted module name (imported with ``importlib.import_module``; the current
 working directory is put on ``sys.path`` first) or the path of a ``.py`` file. A file that lies
@@ -28,7 +32,7 @@ from types import ModuleType
 
 from .errors import ConfigError
 
-__all__ = ["load_plugin", "load_plugins"]
+__all__ = ["load_plugin", "load_plugins", "plugins_from_overrides"]
 
 
 def _is_path(entry: str) -> bool:
@@ -115,3 +119,18 @@ def load_plugins(entries: Iterable[str] | str | None) -> list[ModuleType]:
     if isinstance(entries, str):
         entries = [entries]
     return [load_plugin(e) for e in entries]
+
+
+def plugins_from_overrides(overrides: Iterable[str]) -> list[str]:
+    """The plugin entries named by a ``plugins=[a,b]`` (or ``+plugins=``, ``plugins=a``) command-line
+    override, in order; [] when there is none."""
+    entries: list[str] = []
+    for arg in overrides:
+        key, sep, value = str(arg).partition("=")
+        if not sep or key.lstrip("+~") != "plugins":
+            continue
+        value = value.strip()
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        entries += [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+    return entries

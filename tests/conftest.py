@@ -26,12 +26,13 @@ def _user_module(name, module) -> bool:
 
 @contextlib.contextmanager
 def isolated_registries(monkeypatch, *, root_on_path: bool):
-    """Run from the repository root; afterwards restore the energy, LALR and model registries,
+    """Run from the repository root; afterwards restore the energy, LALR, model and algorithm registries,
     forget user modules (plugins, examples) imported meanwhile, and restore sys.path."""
     from pcjax import energies, lalr, models
+    from pcjax.algorithms import registry
 
     monkeypatch.chdir(ROOT)
-    saved = [(reg, dict(reg)) for reg in (energies._REGISTRY, lalr._RULES, models.MODELS)]
+    saved = [(reg, dict(reg)) for reg in (energies._REGISTRY, lalr._RULES, models.MODELS, registry._REGISTRY)]
     modules, path = set(sys.modules), list(sys.path)
     if root_on_path:
         sys.path.insert(0, str(ROOT))

@@ -9,7 +9,6 @@ from jax import enable_x64
 import pcjax as pj
 from pcjax.inference import latent_step, relax
 from pcjax.lalr import Constant
-from pcjax.network import nudged_target
 
 
 def _f64(tree):
@@ -33,7 +32,8 @@ def _flat(tree):
 
 def _pc_update(net, x, y, beta, nudge, T=800):
     """(old - new) parameters after one PC step with plain SGD(lr=1): exactly the (1/beta)-scaled gradient."""
-    cfg = pj.PCConfig(T=T, latent=pj.LatentOptim(lr=0.2, momentum=0.5), beta=beta, nudge=nudge)
+    target = pj.SoftNudge() if nudge == "soft" else pj.Clamp()
+    cfg = pj.PCConfig(T=T, latent=pj.LatentOptim(lr=0.2, momentum=0.5), beta=beta, target=target)
     algo = pj.PC(cfg, pj.WeightOptim(name="sgd", lr=1.0, momentum=0.0, schedule="constant"), 1)
     new, _ = algo.train_step(algo.init(net), x, y)
     return _flat(net) - _flat(new.model)
@@ -77,7 +77,7 @@ def test_fixed_prediction_schedule_recovers_backprop_exactly():
         g_bp = _bp_grad(net, x, y)
 
         def efn(free, precision):
-            return net.energy(x, free + (target,), spec, precision=precision)
+            return pj.network_energy(net, x, free + (target,), spec, precision=precision)
 
         opt = pj.LatentOptim(lr=1.0).make()
         free = mus[:-1]

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import pcjax as pj
-from pcjax.algorithms import error_front_schedule, error_front_terms, partial_energy
+from pcjax.error_front import error_front_schedule, error_front_terms
+from pcjax.network_energy import partial_energy
 from pcjax.inference import ActiveSet, relax
 from pcjax.lalr import ErrorNormalised
 
@@ -91,14 +92,13 @@ def _cases():
 CASES = _cases()
 CONFIGS = {
     "pc": dict(),
-    "fu_lalr": dict(variant="fu", lalr=ErrorNormalised()),
+    "fu_lalr": dict(update=pj.ForwardUpdate(), lalr=ErrorNormalised()),
 }
 
 
 def _two_steps(net, shape, cfg_kw, **opts):
-    kw = {"latent": pj.LatentOptim(lr=0.1, momentum=0.6), **cfg_kw, **opts}
-    algo = pj.PC(pj.PCConfig(T=5, **kw),
-                 pj.WeightOptim(lr=1e-3, weight_decay=1e-2), 50)
+    kw = {"latent": pj.LatentOptim(lr=0.1, momentum=0.6), **cfg_kw}
+    algo = pj.PC(pj.PCConfig(T=5, **kw), pj.WeightOptim(lr=1e-3, weight_decay=1e-2), 50, runtime=pj.Runtime(**opts))
     state = algo.init(net)
     for i in range(2):
         x = jax.random.normal(jax.random.PRNGKey(10 + i), (5,) + shape, jnp.float64)
@@ -134,7 +134,7 @@ def _relax_both(optim, T):
 
     def energy_fn(free, precision, nodes=None):
         if nodes is None:
-            return net.energy(x, free + (y,), spec, precision=precision)
+            return pj.network_energy(net, x, free + (y,), spec, precision=precision)
         return partial_energy(net, x, free + (y,), spec, nodes, precision=precision)
 
     kw = dict(T=T, optim=optim, free_nodes=tuple(range(L - 1)), num_nodes=L)
@@ -186,24 +186,24 @@ def test_bf16_compute_keeps_float32_state_and_is_close():
     y = jax.nn.one_hot(jnp.arange(6) % 4, 4)
     out = {}
     for dtype in (None, "bf16"):
-        algo = pj.PC(pj.PCConfig(T=4, latent=pj.LatentOptim(lr=0.05, momentum=0.5), error_front=True,
-                                 compute_dtype=dtype), pj.WeightOptim(), 10)
+        algo = pj.PC(pj.PCConfig(T=4, latent=pj.LatentOptim(lr=0.05, momentum=0.5)), pj.WeightOptim(), 10,
+                     runtime=pj.Runtime(error_front=True, compute_dtype=dtype))
         state, metrics = algo.jit_train_step(algo.init(net), x, y)
         for leaf in jax.tree_util.tree_leaves(eqx.filter(state, eqx.is_inexact_array)):
             assert leaf.dtype == jnp.float32
         assert metrics["energy"].dtype == jnp.float32 and bool(jnp.isfinite(metrics["energy"]))
         out[dtype] = metrics
     np.testing.assert_allclose(out["bf16"]["energy"], out[None]["energy"], rtol=5e-2)
-    bp = pj.Backprop(pj.WeightOptim(), 10, compute_dtype="bfloat16")
+    bp = pj.Backprop(pj.WeightOptim(), 10, runtime=pj.Runtime(compute_dtype="bfloat16"))
     state, metrics = bp.jit_train_step(bp.init(net), x, y)
     assert metrics["loss"].dtype == jnp.float32 and bool(jnp.isfinite(metrics["loss"]))
 
 
 def test_bf16_is_rejected_where_not_implemented():
-    with pytest.raises(pj.ConfigError):
-        pj.PCConfig(variant="ipc", compute_dtype="bf16")
-    with pytest.raises(pj.ConfigError):
-        pj.PCConfig(compute_dtype="int8")
+    with pytest.raises(pj.ConfigError, match="Incremental runs in float32"):
+        pj.PC(pj.PCConfig(update=pj.Incremental()), pj.WeightOptim(), 10, runtime=pj.Runtime(compute_dtype="bf16"))
+    with pytest.raises(pj.ConfigError, match="unknown compute_dtype"):
+        pj.Runtime(compute_dtype="int8")
 
 
 # ------------------------------------------------------------------------------------------- PCX
@@ -228,7 +228,7 @@ def test_pcx_adapter_matches_pcjax(case):
     energy = runner.train_step(runner.prepare(x), y)
     np.testing.assert_allclose(energy, metrics["energy"], rtol=1e-4)
     L = net.num_nodes
-    free, _ = relax(lambda f, p: net.energy(x, f + (y,), pj.EnergySpec(), precision=p), net.feedforward(x)[:-1],
+    free, _ = relax(lambda f, p: pj.network_energy(net, x, f + (y,), pj.EnergySpec(), precision=p), net.feedforward(x)[:-1],
                     T=T, optim=latent, free_nodes=tuple(range(L - 1)), num_nodes=L)
     for a, b in zip(runner.latents(), free):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -59,7 +59,7 @@ def _pcjax_relaxed(net, x, y):
     spec = pj.EnergySpec()
 
     def energy_fn(free, precision):
-        return net.energy(x, free + (y,), spec, precision=precision)
+        return pj.network_energy(net, x, free + (y,), spec, precision=precision)
 
     L = net.num_nodes
     free, _ = relax(energy_fn, tuple(mus[:-1]), T=T, optim=LATENT, free_nodes=tuple(range(L - 1)), num_nodes=L)

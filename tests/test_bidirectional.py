@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pcjax as pj
+from pcjax.algorithms import weight_gradient
 
 
 def _data(B=16, d=6, c=3):
@@ -84,7 +85,7 @@ def test_bidirectional_requires_top_down_predictors():
 
 def _contrast_algo(lam, contrast, lalr=None, opt="adamw"):
     cfg = pj.PCConfig(T=5, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=pj.EnergySpec(lam=lam),
-                      lalr=lalr or pj.lalr.Constant(), contrast=contrast)
+                      lalr=lalr or pj.lalr.Constant(), update=pj.Contrastive() if contrast else pj.Equilibrium())
     return pj.PC(cfg, pj.WeightOptim(name=opt, lr=1e-2, weight_decay=0.0, schedule="constant", momentum=0.0), 10)
 
 
@@ -96,16 +97,15 @@ def test_contrastive_update_equals_standard_pc_at_lambda_zero():
     for backward in ("none", "learned"):
         net = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=2, backward=backward)
         for output in ("gaussian", "cross_entropy"):
-            cfg = pj.PCConfig(T=5, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=pj.EnergySpec(output=output),
-                              contrast=True)
+            spec = pj.EnergySpec(output=output)
+            cfg = pj.PCConfig(T=5, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=spec, update=pj.Contrastive())
             algo = pj.PC(cfg, pj.WeightOptim(lr=1e-2), 10)
             mus = net.feedforward(x)
-            free_target = pj.network.nudged_target(mus[-1], y, 0.0, output)
-            zeros = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(net, eqx.is_array))
-            step_args = dict(T=5, free_nodes=(0, 1), num_nodes=3, latent_grad="sample")
-            minus_g0 = algo._contrast(net, x, mus, free_target, jnp.asarray(1.0), None, zeros, step_args,
-                                      jnp.ones((5, 3)))
-            worst = max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(minus_g0))
+            free_phase = pj.Clamp().problem(net, x, y, mus, jnp.asarray(1.0), spec, pj.Runtime(), free_output=True)
+            free0, _ = algo.inference.run(free_phase.energy_fn, free_phase.init, free_nodes=free_phase.free_nodes,
+                                          num_nodes=3)
+            _, _, g0 = weight_gradient(net, x, free_phase.latents(free0), spec, jnp.asarray(1.0))
+            worst = max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(g0))
             assert worst < 1e-6, (backward, output, worst)
             s, _ = algo.jit_train_step(algo.init(net), x, y)  # and a full step runs
             assert s.step == 1
@@ -133,8 +133,10 @@ def test_contrastive_update_ignores_the_top_down_pull_without_a_target():
 def test_contrast_rejects_variants_without_a_free_phase():
     import pytest
 
-    with pytest.raises(pj.ConfigError, match="contrast"):
-        pj.PCConfig(variant="ipc", contrast=True)
+    with pytest.raises(pj.ConfigError, match="Contrastive cannot wrap Incremental"):
+        pj.Contrastive(pj.Incremental())
+    with pytest.raises(pj.ConfigError, match="Contrastive cannot be combined with target SoftNudge"):
+        pj.PC(pj.PCConfig(target=pj.SoftNudge(), update=pj.Contrastive()), pj.WeightOptim(), 10)
 
 
 def test_replay_rule_returns_the_recorded_multipliers():

@@ -54,7 +54,7 @@ def test_scan_equals_unrolled_loop():
     mus = net.feedforward(x)
 
     def efn(free, precision):
-        return net.energy(x, free + (y,), spec, precision=precision)
+        return pj.network_energy(net, x, free + (y,), spec, precision=precision)
 
     optim = pj.LatentOptim(lr=0.1, momentum=0.7)
     rule = ErrorNormalised()

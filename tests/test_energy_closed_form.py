@@ -45,7 +45,7 @@ def test_linear_network_energy_gradient_and_equilibrium():
         z_star = np.linalg.solve((np.eye(4) + W2 @ W2.T).T, (mu1 + (y - b2) @ W2.T).T).T
 
         def efn(free, precision):
-            return net.energy(x, free + (y,), spec, precision=precision)
+            return pj.network_energy(net, x, free + (y,), spec, precision=precision)
 
         (z_T,), _ = relax(efn, (mu1,), T=400, optim=pj.LatentOptim(lr=0.2, momentum=0.5), free_nodes=(0,), num_nodes=2)
         np.testing.assert_allclose(z_T, z_star, rtol=1e-8, atol=1e-10)

@@ -4,6 +4,7 @@ Every extension lives in ``examples/`` and is used without editing pcjax: regist
 module and selected by name from the run configuration, or (the algorithm variant) subclassed.
 """
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -103,9 +104,15 @@ def test_huber_and_cauchy_energies():
     # robust: the force on a latent is bounded by delta however large the error
     force = jax.grad(lambda v: huber(pred, v).sum())(100.0 * value)
     assert float(jnp.abs(force).max()) <= 0.05 + 1e-6
-    np.testing.assert_allclose(mod.make_huber(1.0)(pred, value)[1], 2.5 + 4.5, rtol=1e-6)
+    np.testing.assert_allclose(mod.huber(pred, value, delta=1.0)[1], 2.5 + 4.5, rtol=1e-6)
     with pytest.raises(ValueError, match="already registered"):
-        pj.register_energy("huber", mod.make_huber(1.0))
+        pj.register_energy("huber", lambda p, v: p)
+    # energy.params binds the scale to the terms that accept it
+    spec = pj.EnergySpec(hidden="huber", params={"delta": 1.0})
+    np.testing.assert_allclose(spec.term("hidden")(pred, value)[1], 2.5 + 4.5, rtol=1e-6)
+    assert spec.term("output") is gaussian
+    with pytest.raises(pj.ConfigError, match=r"energy.params \['scale'\] are not parameters"):
+        pj.EnergySpec(hidden="huber", params={"scale": 1.0})
 
 
 # ------------------------------------------------------------------ block + top-down
@@ -158,7 +165,7 @@ def test_every_k_with_k_equal_T_is_standard_pc():
     mod, net, x, y = _every_k_setup()
     cfg = pj.PCConfig(T=4, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=pj.EnergySpec(lam=0.0))
     opt = pj.WeightOptim(name="sgd", lr=0.1, momentum=0.0, schedule="constant")
-    pc, ek = pj.PC(cfg, opt, 10), mod.EveryK(cfg, opt, 10, k=4)
+    pc, ek = pj.PC(cfg, opt, 10), pj.PC(dataclasses.replace(cfg, update=mod.EveryK(4)), opt, 10)
     s1, m1 = pc.jit_train_step(pc.init(net), x, y)
     s2, m2 = ek.jit_train_step(ek.init(net), x, y)
     for a, b in zip(jax.tree_util.tree_leaves(s1.model), jax.tree_util.tree_leaves(s2.model)):
@@ -171,12 +178,12 @@ def test_every_k_with_k_equal_T_is_standard_pc():
 def test_every_k_updates_weights_T_over_k_times():
     mod, net, x, y = _every_k_setup()
     cfg = pj.PCConfig(T=4, latent=pj.LatentOptim(lr=0.1))
-    algo = mod.EveryK(cfg, pj.WeightOptim(lr=1e-2, schedule="constant"), 10, k=2)
+    algo = pj.PC(dataclasses.replace(cfg, update=mod.EveryK(2)), pj.WeightOptim(lr=1e-2, schedule="constant"), 10)
     assert algo.total_updates == 20
     state, metrics = algo.jit_train_step(algo.init(net), x, y)
     assert int(state.step) == 2 and metrics["layer_energy"].shape == (5, net.num_nodes)
     with pytest.raises(pj.ConfigError, match="divisor"):
-        mod.EveryK(cfg, pj.WeightOptim(), 10, k=3)
+        pj.PC(dataclasses.replace(cfg, update=mod.EveryK(3)), pj.WeightOptim(), 10).init(net)
 
 
 def test_any_equinox_module_is_a_block():

@@ -141,7 +141,7 @@ def test_feedforward_energy_and_relaxation_match(twin):
         _close(a, b)
 
     def relaxed(net):
-        fn = lambda free, precision: net.energy(x, free + (y,), spec, precision=precision)  # noqa: E731
+        fn = lambda free, precision: pj.network_energy(net, x, free + (y,), spec, precision=precision)  # noqa: E731
         free0 = tuple(jax.lax.stop_gradient(m) for m in net.feedforward(x)[:-1])
         free, info = pj.relax(fn, free0, T=5, optim=pj.LatentOptim(lr=0.1, momentum=0.5),
                               free_nodes=tuple(range(net.num_nodes - 1)), num_nodes=net.num_nodes)

@@ -173,22 +173,21 @@ def test_per_step_loop_divergence_is_caught(tmp_path):
 def test_auto_speed_options_for_convnets_on_cpu():
     """algorithm.unroll / error_front = auto: unrolled inference and the error front for convnets on a
     CPU (same results, several times faster there), the scanned loop otherwise; explicit values win."""
-    from pcjax.experiment import build_pc_config
+    from pcjax.runtime import resolve_runtime
 
-    c = to_dict(_digits_cfg("pc"))
-    on, off = build_pc_config(c, conv_cpu=True), build_pc_config(c, conv_cpu=False)
-    assert (on.unroll, on.error_front) == (True, True) and (off.unroll, off.error_front) == (1, False)
-    c["algorithm"]["unroll"], c["algorithm"]["error_front"] = 2, False
-    pinned = build_pc_config(c, conv_cpu=True)
-    assert (pinned.unroll, pinned.error_front) == (2, False)
-    c["algorithm"]["error_front"] = "off"
-    with pytest.raises(pj.ConfigError, match="algorithm.error_front"):
-        build_pc_config(c)
-    c["algorithm"]["error_front"], c["algorithm"]["unroll"] = "auto", 0
-    with pytest.raises(pj.ConfigError, match="algorithm.unroll"):
-        build_pc_config(c)
     data = load_dataset("digits", limit_train=64)
+    cnn = pj.build_model("mnist_cnn", data.image_shape, 10, key=jax.random.PRNGKey(0), width_multiplier=0.125)
+    mlp = pj.build_model("mlp", data.image_shape, 10, key=jax.random.PRNGKey(0), width=8, depth=1)
+    on, off, gpu = resolve_runtime(cnn, backend="cpu"), resolve_runtime(mlp, backend="cpu"), resolve_runtime(cnn, backend="gpu")
+    assert (on.unroll, on.error_front, on.loop) == (True, True, "step")
+    assert (off.unroll, off.error_front, off.loop) == (1, False, "scan") == (gpu.unroll, gpu.error_front, gpu.loop)
+    pinned = resolve_runtime(cnn, unroll=2, error_front=False, loop="scan", backend="cpu")
+    assert (pinned.unroll, pinned.error_front, pinned.loop) == (2, False, "scan")
+    with pytest.raises(pj.ConfigError, match="algorithm.error_front"):
+        resolve_runtime(cnn, error_front="off")
+    with pytest.raises(pj.ConfigError, match="algorithm.unroll"):
+        resolve_runtime(cnn, unroll=0)
     c = to_dict(_digits_cfg("pc"))
     c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
     _, algo = build(c, 2, data.image_shape, data.num_classes)
-    assert algo.config.unroll is (True if jax.default_backend() == "cpu" else 1)
+    assert algo.runtime.unroll is (True if jax.default_backend() == "cpu" else 1)

@@ -1,0 +1,59 @@
+"""Registration of the built-in algorithms: ``pc`` (state PC and its variants), ``epc``, ``bp``.
+
+``pc`` reads its parts from the ``algorithm`` config node: ``variant`` (``pc``: Equilibrium,
+``fu``: ForwardUpdate, ``ipc``: Incremental), ``contrast`` (wraps the rule in Contrastive) and
+``nudge`` (``clamp``: Clamp, ``soft``: SoftNudge). A combination that makes no sense fails in the
+parts' own checks, naming both parts.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .bp import Backprop
+from .epc import EPC
+from .pc import PC, PCConfig
+from .registry import BuildContext, register_algorithm
+from .targets import Clamp, SoftNudge
+from .updates import Contrastive, Equilibrium, ForwardUpdate, Incremental
+
+UPDATES = {"pc": Equilibrium, "fu": ForwardUpdate, "ipc": Incremental}
+TARGETS = {"clamp": Clamp, "soft": SoftNudge}
+
+
+def _choice(field: str, value: str, table: dict):
+    try:
+        return table[value]()
+    except KeyError:
+        raise ConfigError(f"{field} must be one of {', '.join(table)}; got {value!r}") from None
+
+
+def pc_config(ctx: BuildContext) -> PCConfig:
+    """The ``PCConfig`` (with its parts) of the ``algorithm`` config node."""
+    a = ctx.algorithm
+    update = _choice("algorithm.variant", a.get("variant", "pc"), UPDATES)
+    if a.get("contrast"):
+        update = Contrastive(update)
+    inf = ctx.inference
+    return PCConfig(T=inf.T, latent=inf.optim, energy=ctx.energy, lalr=inf.lalr, lalr_weights=ctx.lalr_weights,
+                    beta=a["beta"], latent_grad=inf.latent_grad, eval_steps=a.get("eval_steps", 0),
+                    target=_choice("algorithm.nudge", a.get("nudge", "clamp"), TARGETS), update=update)
+
+
+@register_algorithm("pc", hydra_config=False)
+def build_pc(ctx: BuildContext) -> PC:
+    """State PC from its parts."""
+    return PC(pc_config(ctx), ctx.weight_optim, ctx.total_steps, runtime=ctx.runtime)
+
+
+@register_algorithm("epc", hydra_config=False)
+def build_epc(ctx: BuildContext) -> EPC:
+    """ePC (errors as the free variables)."""
+    return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=ctx.algorithm["beta"],
+               runtime=ctx.runtime)
+
+
+@register_algorithm("bp", hydra_config=False)
+def build_bp(ctx: BuildContext) -> Backprop:
+    """Backprop; its loss is ``algorithm.loss``, or the output energy term when that is unset."""
+    loss = ctx.algorithm.get("loss") or ctx.energy.output
+    return Backprop(ctx.weight_optim, ctx.total_steps, loss=loss, runtime=ctx.runtime)

@@ -1,0 +1,144 @@
+"""Predictive coding on node states, assembled from parts.
+
+PC step (DESIGN 1): (1) z_l := mu_l (feed-forward init); (2) the target part places the label
+(``Clamp``: z_L := mu_L - beta (mu_L - y); ``SoftNudge``: every node free, F = E + beta C);
+(3) the inference part runs T optimiser steps on the free nodes, each node's step scaled by the
+LALR rule; (4) the update rule turns the relaxed problem into a weight step (``Equilibrium``:
+(1/beta) dE/dtheta; ``ForwardUpdate``; ``Contrastive``; ``Incremental``). The runtime policy
+(error front, unrolling, compute dtype) changes how the step is computed, not what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ..error_front import error_front_schedule, error_front_terms
+from ..errors import ConfigError
+from ..inference import Inference, LatentOptim, mean_layer_energy
+from ..lalr import Constant, LALRRule
+from ..network_energy import EnergySpec, network_energy
+from ..runtime import Runtime, cast_floats
+from .base import Algorithm, TrainState, accuracy, check_batch
+from .targets import Clamp
+from .updates import Equilibrium
+
+
+@dataclass(frozen=True)
+class PCConfig:
+    """Hyper-parameters and parts of predictive-coding training."""
+
+    T: int = 8
+    latent: LatentOptim = field(default_factory=LatentOptim)
+    energy: EnergySpec = field(default_factory=EnergySpec)
+    lalr: LALRRule = field(default_factory=Constant)
+    lalr_weights: bool = False
+    beta: float = 1.0
+    latent_grad: str = "sample"
+    eval_steps: int = 0
+    target: Any = field(default_factory=Clamp)
+    update: Any = field(default_factory=Equilibrium)
+
+    def __post_init__(self):
+        if self.beta == 0:
+            raise ConfigError("algorithm.beta must be non-zero (the weight update is scaled by 1/beta)")
+        if self.eval_steps < 0:
+            raise ConfigError(f"algorithm.eval_steps must be >= 0, got {self.eval_steps}")
+
+    @property
+    def inference(self) -> Inference:
+        """The inference part."""
+        return Inference(self.T, self.latent, self.lalr, self.latent_grad)
+
+
+class Context(NamedTuple):
+    """One batch as the update rules see it."""
+
+    state: TrainState
+    x: Array
+    y: Array
+    latents0: tuple          # feed-forward values (gradient stopped)
+    target: Any
+    problem: Any             # problem(model) -> the target's Problem for the current weights
+
+
+def feedforward(model, x, dtype=None) -> tuple[Array, ...]:
+    """mu_1..mu_L of the feed-forward pass, computed in ``dtype`` when given (returned in x's dtype)."""
+    if dtype is None:
+        return model.feedforward(x)
+    return tuple(m.astype(x.dtype) for m in cast_floats(model, dtype).feedforward(cast_floats(x, dtype)))
+
+
+class PC(Algorithm):
+    """Predictive coding (standard; bidirectional when ``energy.lam > 0``; iPC, forward update,
+    contrastive and soft-nudged by their parts)."""
+
+    def __init__(self, config: PCConfig, weight_optim, total_steps: int, *, runtime: Runtime | None = None,
+                 name: str | None = None):
+        super().__init__(weight_optim, total_steps, runtime=runtime, name=name or config.update.label)
+        config.update.check(config.target, self.runtime)
+        config.target.check(self.runtime)
+        self.config, self.inference = config, config.inference
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.config.update.updates_per_step(self.config.T)
+
+    def init(self, model, beta: float | None = None) -> TrainState:
+        return super().init(model, self.config.beta if beta is None else beta)
+
+    def front(self, model, problem):
+        """The error front's (schedule, weight-update terms) where it applies, else ((), None)."""
+        spec = self.config.energy
+        if not (self.runtime.error_front and self.config.update.front_ok and problem.clamped
+                and not spec.bidirectional and spec.is_term("hidden", "gaussian")):
+            return (), None
+        return (error_front_schedule(model.num_nodes, model.skip_edges, self.config.T),
+                error_front_terms(model.num_nodes, model.skip_edges, self.config.T))
+
+    def weight_scaler(self, rho: Array):
+        """With ``lalr_weights``: scales block l's update by rho_l."""
+        if not self.config.lalr_weights:
+            return None
+
+        def scale(updates):
+            for i in range(len(updates.blocks)):
+                updates = eqx.tree_at(lambda u, i=i: u.blocks[i], updates,
+                                      replace_fn=lambda b, i=i: jax.tree_util.tree_map(lambda a: a * rho[i].astype(a.dtype), b))
+            return updates
+
+        return scale
+
+    def train_step(self, state: TrainState, x: Array, y: Array):
+        """One PC training step on a batch (x, one-hot y); returns the new state and metrics."""
+        cfg, model = self.config, state.model
+        check_batch(model, x, y)
+        L = model.num_nodes
+        latents0 = tuple(jax.lax.stop_gradient(m) for m in feedforward(model, x, self.runtime.dtype))
+        loss = cfg.energy.term("output")(latents0[-1], y).mean()
+        problem = lambda m: cfg.target.problem(m, x, y, latents0, state.beta, cfg.energy, self.runtime)  # noqa: E731
+        out = cfg.update.step(self, Context(state, x, y, latents0, cfg.target, problem))
+        rho = out.infos.step_scale[-1] if cfg.T > 0 else jnp.ones((L,))
+        state = out.state if out.grads is None else self.apply_updates(out.state, out.grads, self.weight_scaler(rho))
+        trace = jnp.concatenate([out.infos.layer_energy, mean_layer_energy(out.terms)[None]], axis=0)
+        return state, {"loss": loss, "energy": out.energy, "acc": accuracy(latents0[-1], y), "layer_energy": trace,
+                       "error_norm": out.terms.error_norm, "step_scale": rho}
+
+    def eval_step(self, state: TrainState, x: Array) -> Array:
+        """Output readout: feed-forward mu_L, or z_L after ``eval_steps`` free inference steps (every
+        node free, the output's energy Gaussian; differs from mu_L only when top-down terms pull)."""
+        cfg, model = self.config, state.model
+        mus = model.feedforward(x)
+        if cfg.eval_steps == 0:
+            return mus[-1]
+        spec = cfg.energy.replace(output="gaussian")
+        L = model.num_nodes
+        free, _ = self.inference.run(lambda free, precision: network_energy(model, x, free, spec),
+                                     tuple(jax.lax.stop_gradient(m) for m in mus), free_nodes=tuple(range(L)),
+                                     num_nodes=L, rule=Constant(), T=cfg.eval_steps)
+        return free[-1]

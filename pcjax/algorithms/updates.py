@@ -1,0 +1,180 @@
+"""Weight-update rules of state PC: how the relaxed problem becomes a weight step.
+
+* ``Equilibrium``: relax, then (1/beta) dE/dtheta at the relaxed node values (standard PC).
+* ``ForwardUpdate``: the same, with the predictions of the weight-gradient energy taken from the
+  initial feed-forward values (Qi et al.'s forward update).
+* ``Contrastive(inner)``: ``inner``'s update minus the same gradient at the *free* equilibrium
+  (output held at its own prediction): (1/beta)[dE/dtheta(nudged) - dE/dtheta(free)], applied when
+  top-down terms are on (at lam = 0 the free equilibrium is the feed-forward pass, where it is zero).
+* ``Incremental``: a weight step at every inference step (iPC).
+
+A rule returns a ``Step``; ``grads`` is None when the rule applied its weight steps itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..errors import ConfigError
+from ..inference import StepInfo, latent_step
+from ..lalr import Replay
+from ..runtime import Runtime
+from .targets import Clamp, SoftNudge, energy_at
+
+
+class Step(NamedTuple):
+    """What an update rule produced on one batch."""
+
+    state: Any       # the training state (already updated when ``grads`` is None)
+    free: tuple      # relaxed free values
+    infos: StepInfo  # per-inference-step trace (leading axis T)
+    energy: Any      # batch-mean energy at the relaxed values
+    terms: Any       # its LayerEnergies
+    grads: Any       # weight gradient to apply, or None
+
+
+def weight_gradient(model, x, latents, spec, beta, *, pred=None, nodes=None, dtype=None, precision=None):
+    """(1/beta) dE/dtheta at node values ``latents`` (E the batch-mean network energy), and E."""
+
+    def loss(m):
+        per_sample, terms = energy_at(m, x, latents, spec, precision=precision, pred=pred, nodes=nodes, dtype=dtype)
+        return per_sample.mean(), terms
+
+    (energy, terms), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model)
+    return energy, terms, jax.tree_util.tree_map(lambda g: g / beta.astype(g.dtype), grads)
+
+
+def _relax_and_grad(algo, ctx, pred):
+    problem = ctx.problem(ctx.state.model)
+    schedule, nodes = algo.front(ctx.state.model, problem)
+    free, infos = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes,
+                                     num_nodes=ctx.state.model.num_nodes, unroll=algo.runtime.unroll, schedule=schedule)
+    energy, terms, grads = weight_gradient(ctx.state.model, ctx.x, problem.latents(free), problem.spec, ctx.state.beta,
+                                           pred=pred, nodes=nodes, dtype=algo.runtime.dtype)
+    return Step(ctx.state, free, infos, energy, terms, grads)
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    """(1/beta) dE/dtheta at the relaxed node values."""
+
+    label = "pc"
+    front_ok = True
+
+    def check(self, target, runtime: Runtime) -> None:
+        """Every target and runtime policy applies."""
+
+    def updates_per_step(self, T: int) -> int:
+        return 1
+
+    def step(self, algo, ctx) -> Step:
+        return _relax_and_grad(algo, ctx, None)
+
+
+@dataclass(frozen=True)
+class ForwardUpdate:
+    """(1/beta) dE/dtheta at the relaxed values, predictions from the feed-forward values."""
+
+    label = "fu"
+    front_ok = True
+
+    def check(self, target, runtime: Runtime) -> None:
+        """Every target and runtime policy applies."""
+
+    def updates_per_step(self, T: int) -> int:
+        return 1
+
+    def step(self, algo, ctx) -> Step:
+        return _relax_and_grad(algo, ctx, ctx.latents0)
+
+
+@dataclass(frozen=True)
+class Contrastive:
+    """``inner``'s gradient minus the gradient at the free equilibrium (top-down weights keep
+    their nudged-phase gradient so they still learn to predict the latents). The free phase replays
+    the nudged phase's LALR multipliers, so that the difference measures the target, not the step
+    sizes. Costs a second relaxation."""
+
+    inner: Any = field(default_factory=Equilibrium)
+    label = "pc"
+
+    def __post_init__(self):
+        if not isinstance(self.inner, (Equilibrium, ForwardUpdate)):
+            raise ConfigError(f"update rule Contrastive cannot wrap {type(self.inner).__name__}: it needs a rule "
+                              "that relaxes once and then steps the weights (Equilibrium or ForwardUpdate)")
+
+    @property
+    def front_ok(self) -> bool:
+        return self.inner.front_ok
+
+    def check(self, target, runtime: Runtime) -> None:
+        if not isinstance(target, Clamp):
+            raise ConfigError(f"update rule Contrastive cannot be combined with target {type(target).__name__}: "
+                              "its free phase holds the output at its own prediction (use target Clamp)")
+        if runtime.dtype is not None:
+            raise ConfigError("update rule Contrastive runs in float32: remove Runtime(compute_dtype)")
+
+    def updates_per_step(self, T: int) -> int:
+        return 1
+
+    def step(self, algo, ctx) -> Step:
+        out = self.inner.step(algo, ctx)
+        if not algo.config.energy.bidirectional:  # the free equilibrium is the feed-forward pass: zero gradient
+            return out
+        model = ctx.state.model
+        free_phase = ctx.target.problem(model, ctx.x, ctx.y, ctx.latents0, ctx.state.beta, algo.config.energy,
+                                        algo.runtime, free_output=True)
+        rule = Replay(algo.inference.lalr, out.infos.step_scale)
+        free0, _ = algo.inference.run(free_phase.energy_fn, free_phase.init, free_nodes=free_phase.free_nodes,
+                                      num_nodes=model.num_nodes, unroll=algo.runtime.unroll, rule=rule)
+        pred = ctx.latents0 if isinstance(self.inner, ForwardUpdate) else None
+        _, _, g0 = weight_gradient(model, ctx.x, free_phase.latents(free0), free_phase.spec, ctx.state.beta,
+                                   pred=pred)
+        if model.backward:
+            g0 = eqx.tree_at(lambda m: m.backward, g0, replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
+        return out._replace(grads=jax.tree_util.tree_map(lambda a, b: a - b, out.grads, g0))
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """iPC: at every inference step t, one latent step and one weight step, both along the energy's
+    gradients at (z_t, theta_t)."""
+
+    label = "ipc"
+    front_ok = False
+
+    def check(self, target, runtime: Runtime) -> None:
+        if isinstance(target, SoftNudge):
+            raise ConfigError("update rule Incremental cannot be combined with target SoftNudge: iPC steps the "
+                              "weights during relaxation with the output held at its target (use target Clamp)")
+        if runtime.dtype is not None:
+            raise ConfigError("update rule Incremental runs in float32: remove Runtime(compute_dtype)")
+
+    def updates_per_step(self, T: int) -> int:
+        return T
+
+    def step(self, algo, ctx) -> Step:
+        inf = algo.inference
+        optimizer = inf.optim.make()
+        L = ctx.state.model.num_nodes
+
+        def body(carry, t):
+            st, z, zstate = carry
+            problem = ctx.problem(st.model)
+            precision = inf.lalr.scales(t, jnp.zeros((L,)), inf.T).precision
+            _, _, gw = weight_gradient(st.model, ctx.x, problem.latents(z), problem.spec, st.beta, precision=precision)
+            z, zstate, info = latent_step(problem.energy_fn, z, zstate, t, T=inf.T, optimizer=optimizer, rule=inf.lalr,
+                                          free_nodes=problem.free_nodes, num_nodes=L, latent_grad=inf.latent_grad)
+            st = algo.apply_updates(st, gw, algo.weight_scaler(info.step_scale))
+            return (st, z, zstate), info
+
+        init = ctx.problem(ctx.state.model).init
+        (state, free, _), infos = jax.lax.scan(body, (ctx.state, init, optimizer.init(init)), jnp.arange(inf.T))
+        problem = ctx.problem(state.model)
+        energy, terms, _ = weight_gradient(state.model, ctx.x, problem.latents(free), problem.spec, state.beta)
+        return Step(state, free, infos, energy, terms, None)

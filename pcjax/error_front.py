@@ -1,0 +1,52 @@
+"""The error front: which energy terms and latent gradients can be non-zero at each inference step.
+
+After the feed-forward init z_l = mu_l (l < L) and a clamped output z_L != mu_L, the only non-zero
+prediction error is at the output; it moves down one edge (or skip edge) per inference step. Steps
+before the front has reached the whole network may skip every term and gradient it has not reached:
+they are exactly zero (Gaussian hidden energy: phi(mu, z) and its gradient vanish at z = mu; zero
+gradients leave a fresh SGD/Adam state and the latent unchanged), so the result is the same.
+"""
+
+from __future__ import annotations
+
+from .inference import ActiveSet
+
+
+def error_front_schedule(num_nodes: int, skip_edges, T: int) -> tuple[ActiveSet, ...]:
+    """Active sets of the inference steps before the error front has reached the whole network.
+
+    At step t, with C the set of latents moved so far, the error of node l can be non-zero iff
+    l = L, l in C, or a source of l (z_{l-1} or a skip source) is in C; the gradient of free node l
+    can be non-zero iff its own error or the error of a node it feeds can. Returns one ``ActiveSet``
+    per step until every term and latent is active.
+    """
+    return _error_front(num_nodes, skip_edges, T)[0]
+
+
+def error_front_terms(num_nodes: int, skip_edges, T: int) -> tuple[int, ...] | None:
+    """Nodes whose prediction error can be non-zero after T inference steps from the feed-forward init
+    (None: all of them). Only these terms contribute to the weight gradient; the weights of the
+    other blocks get an exactly zero gradient (deep networks with T < depth)."""
+    return _error_front(num_nodes, skip_edges, T)[1]
+
+
+def _error_front(num_nodes: int, skip_edges, T: int):
+    L = int(num_nodes)
+    sources = {l: {l - 1} | {s for s, t in skip_edges if t == l} for l in range(1, L + 1)}
+    feeds = {l: {k for k in range(1, L + 1) if l in sources[k]} for l in range(1, L)}
+    all_terms, all_free = set(range(1, L + 1)), set(range(1, L))
+    moved: set[int] = set()
+    schedule = []
+
+    def error_nodes():
+        return {L} | {l for l in range(1, L) if l in moved or sources[l] & moved}
+
+    for _ in range(int(T)):
+        terms = error_nodes()
+        grads = {l for l in range(1, L) if l in terms or feeds[l] & terms}
+        if terms == all_terms and grads == all_free:
+            return tuple(schedule), None
+        schedule.append(ActiveSet(tuple(sorted(terms)), tuple(l - 1 for l in sorted(grads))))
+        moved |= grads
+    final = error_nodes()
+    return tuple(schedule), (None if final == all_terms else tuple(sorted(final)))
