@@ -117,11 +117,34 @@ class PrecisionSchedule:
         return LayerScales(jnp.ones_like(error_norm), pi)
 
 
+@dataclass(frozen=True)
+class LogNormalised:
+    """Error-normalised without a cap, compensating an exponential decay of the error with depth.
+
+    rho_l = (mean_k ||e_k|| / max(||e_l||, floor * max_k ||e_k||)) ** power, gradient stopped.
+    ``ErrorNormalised`` is clipped at ``max_scale`` (10 by default), which cannot counter a node whose
+    error is 1e-12 of the mean; here the only bound is the relative ``floor`` (rho_l <= (mean / (floor
+    * max)) ** power), so a node the error wave has just reached takes a step of the size the others
+    take. ``power`` < 1 compensates part of the decay (in log space: log rho_l is ``power`` times the
+    log-ratio). A node with exactly zero error has a zero gradient, so its large rho has no effect.
+    """
+
+    floor: float = 1e-8
+    power: float = 1.0
+
+    def scales(self, t, error_norm, T):
+        e = jax.lax.stop_gradient(error_norm)
+        denom = jnp.maximum(e, self.floor * jnp.max(e) + 1e-30)
+        rho = jnp.power(jnp.mean(e) / denom, self.power)
+        return LayerScales(rho, jnp.ones_like(e))
+
+
 _RULES: dict[str, type] = {
     "constant": Constant,
     "geometric": Geometric,
     "error_normalised": ErrorNormalised,
     "precision": PrecisionSchedule,
+    "log_normalised": LogNormalised,
 }
 
 
