@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Run the deep-PC depth study row by row, resumable: a row whose record is complete is skipped.
+
+Each run is ``python experiments/train.py experiment=ROW seed=S hydra.run.dir=OUT/ROW/seedS``; an
+interrupted run continues from its last checkpoint (``trainer.resume=OUT/ROW/seedS``) the next time.
+
+    python experiments/depth_study.py --datasets mnist --depths 8,16,32 --algos epc_se,bp_se --seeds 0,1,2
+    python experiments/depth_study.py --list        # what would run, and what is done
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALGOS = ("pc_se", "pc_se_lalr", "epc_se", "bpc_skip_lalr", "bp_se")
+
+
+def status(run_dir: Path) -> str | None:
+    """The run's record status, or None when it has no readable record."""
+    try:
+        return json.loads((run_dir / "record.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default="mnist,fashion_mnist")
+    p.add_argument("--depths", default="8,16,32,64,128")
+    p.add_argument("--algos", default=",".join(ALGOS))
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--out", default=str(ROOT / "results" / "runs"))
+    p.add_argument("--list", action="store_true", help="only list the runs and their status")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    a = p.parse_args(argv)
+    runs = [(f"{d}_resmlp{n}_{alg}", int(s)) for d in a.datasets.split(",") for n in a.depths.split(",")
+            for alg in a.algos.split(",") for s in a.seeds.split(",")]
+    failed = []
+    for row, seed in runs:
+        run_dir = Path(a.out) / row / f"seed{seed}"
+        st = status(run_dir)
+        if a.list or st == "complete":
+            print(f"{st or 'not run':>10}  {row} seed {seed}", flush=True)
+            continue
+        cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), f"experiment={row}", f"seed={seed}",
+               f"hydra.run.dir={run_dir}", "trainer.progress=false", *a.overrides]
+        if (run_dir / "latest").exists():
+            cmd.append(f"trainer.resume={run_dir}")
+        t0 = time.time()
+        proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, WANDB_MODE="offline"))
+        print(f"[{time.time() - t0:7.1f} s] {row} seed {seed}: exit {proc.returncode}, status {status(run_dir)}",
+              flush=True)
+        if proc.returncode:
+            failed.append(f"{row} seed {seed}")
+    if failed:
+        print("failed: " + "; ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
