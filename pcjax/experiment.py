@@ -58,7 +58,10 @@ def algorithm_label(c: dict) -> str:
     else:
         base = ("b" if bidir else "") + a["name"]
     label = f"{base}-{out}"
-    if a["beta_schedule"] == "random_sign":
+    if a["name"] != "pc":  # beta is ePC's output weight, not a nudging variant
+        if float(a["beta"]) != 1.0:
+            label += f"+beta:{float(a['beta']):g}"
+    elif a["beta_schedule"] == "random_sign":
         label = label.replace("pc-", "pc-cn-", 1)
     elif float(a["beta"]) < 0:
         label = label.replace("pc-", "pc-nn-", 1)
