@@ -37,11 +37,11 @@ row("mnist_mlp_ipc", "mnist", "mlp", "ipc", T=8, act="leaky_relu", w_lr=2.53e-4,
 row("mnist_mlp_pc_cn", "mnist", "mlp", "pc-se", T=7, beta=0.55, schedule="random_sign", w_lr=2.85e-4, w_wd=2.20e-4, x_lr=0.0352, x_mom=0.9, epochs=25)
 row("mnist_mlp_bp_se", "mnist", "mlp", "bp-se", w_lr=2.97e-4, w_wd=3.55e-4, epochs=25, ref=98.46, src=PCX_CFG, note="BP lr/wd not published for this row: PC-SE values reused")
 row("mnist_mlp_bp_ce", "mnist", "mlp", "bp-ce", w_lr=3.00e-4, w_wd=3.31e-3, epochs=25, note="BP lr/wd not published for this row: PC-CE values reused")
-row("mnist_mlp_epc_se", "mnist", "mlp", "epc-se", T=8, w_lr=2.97e-4, w_wd=3.55e-4, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default), output clamped-strength beta = 1")
+row("mnist_mlp_epc_se", "mnist", "mlp", "epc-se", T=8, beta=0.1, w_lr=2.97e-4, w_wd=3.55e-4, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default); beta 0.1 chosen over 1.0 on the validation split (98.07 vs 97.37 %, seed 0)")
 row("fashion_mnist_mlp_pc_se", "fashion_mnist", "mlp", "pc-se", T=5, w_lr=2.97e-4, w_wd=1.84e-3, x_lr=0.0261, x_mom=0.1, epochs=25, ref=89.88, src=PCX_CFG)
 row("fashion_mnist_mlp_pc_ce", "fashion_mnist", "mlp", "pc-ce", T=5, w_lr=2.77e-4, w_wd=8.40e-4, x_lr=0.0131, x_mom=0.4, epochs=25)
 row("fashion_mnist_mlp_ipc", "fashion_mnist", "mlp", "ipc", T=8, act="leaky_relu", w_lr=2.53e-4, w_wd=3.25e-2, x_lr=0.850, x_mom=0.35, epochs=25, note="MNIST iPC values reused")
-row("fashion_mnist_mlp_epc_se", "fashion_mnist", "mlp", "epc-se", T=8, w_lr=2.97e-4, w_wd=1.84e-3, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default), beta = 1")
+row("fashion_mnist_mlp_epc_se", "fashion_mnist", "mlp", "epc-se", T=8, beta=0.1, w_lr=2.97e-4, w_wd=1.84e-3, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default); beta 0.1 as on MNIST")
 row("fashion_mnist_mlp_bp_se", "fashion_mnist", "mlp", "bp-se", w_lr=2.97e-4, w_wd=1.84e-3, epochs=25, ref=89.83, src=PCX_CFG, note="PC-SE values reused")
 row("fashion_mnist_mlp_bp_ce", "fashion_mnist", "mlp", "bp-ce", w_lr=2.77e-4, w_wd=8.40e-4, epochs=25, note="PC-CE values reused")
 
