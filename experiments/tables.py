@@ -3,18 +3,27 @@
 
 Usage::
 
-    python experiments/tables.py RUN_DIRS... [--out results/README.md] [--plots-dir results/plots]
-                                 [--expect name1,name2] [--title "pcjax results"] [--no-write]
+    python experiments/tables.py RUN_DIRS... [--out FILE.md] [--plots-dir DIR] [--expect name1,name2]
+                                 [--ignore-key KEY] [--title "pcjax results"] [--readme README.md]
+                                 [--no-write]
 
 Each RUN_DIR may be a run directory, a ``record.json`` file, or a directory searched recursively
-for ``record.json`` (e.g. a Hydra multirun directory).  The markdown table is printed; the full
-document (table, protocol note, plots, run list) is written to ``--out`` and marked as generated.
+for ``record.json`` (e.g. a Hydra multirun directory).  Runs of one name that differ in config
+keys other than the seed (a grid or an Optuna study) become one row per setting, with the swept
+values in a ``Swept`` column, a table per sweep and a plot of accuracy against the swept keys.
+The markdown table is printed; the full document (table, protocol note, sweeps, plots, run list)
+is written next to the runs, to ``<RUN_DIR>/tables/README.md`` with its plots in
+``<RUN_DIR>/tables/plots/`` (for several RUN_DIRS, under their common parent), or to ``--out``.
+Without ``--out`` no file that git tracks is overwritten (the committed ``results/README.md`` is
+regenerated only by naming it: ``--out results/README.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,17 +32,30 @@ try:
 except ImportError:  # run as a plain script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pcjax.reporting import RecordError, group_rows, load_records, make_plots, render_markdown, render_table
+from pcjax.reporting import (  # noqa: E402
+    NON_MATH_KEYS,
+    RecordError,
+    group_rows,
+    load_records,
+    make_plots,
+    render_markdown,
+    render_table,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run dirs, record.json files or dirs to search")
-    parser.add_argument("--out", default="results/README.md", help="markdown file to write")
+    parser.add_argument("--out", default=None,
+                        help="markdown file to write (default: <runs dir>/tables/README.md; "
+                             "an explicit --out may overwrite a tracked file)")
     parser.add_argument("--plots-dir", default=None, help="plot folder (default: <out dir>/plots)")
     parser.add_argument("--expect", action="append", default=[],
                         help="comma-separated row names expected; missing ones are listed as 'not run'")
+    parser.add_argument("--ignore-key", action="append", default=[], metavar="KEY",
+                        help="config key (or prefix, e.g. trainer.loop) that should not split rows, in "
+                             f"addition to {', '.join(NON_MATH_KEYS)}")
     parser.add_argument("--title", default="pcjax results", help="document title")
     parser.add_argument("--no-write", action="store_true", help="only print the table")
     parser.add_argument("--readme", default=None,
@@ -42,26 +64,58 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def default_out(runs: list[str]) -> Path:
+    """``<runs dir>/tables/README.md``: beside the runs (the common parent of several)."""
+    dirs = [Path(p) if Path(p).is_dir() else Path(p).parent for p in runs]
+    if len({d.resolve() for d in dirs}) == 1:
+        base = dirs[0]
+    else:
+        base = Path(os.path.commonpath([str(d.resolve()) for d in dirs]))
+    return base / "tables" / "README.md"
+
+
+def tracked(path: Path) -> list[str]:
+    """Files at or under ``path`` that git tracks (empty outside a repository or without git)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    cwd = probe if probe.is_dir() else probe.parent
+    try:
+        proc = subprocess.run(["git", "-C", str(cwd), "ls-files", "--", str(path.resolve())],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     expected = [n.strip() for chunk in args.expect for n in chunk.split(",") if n.strip()]
     try:
-        rows = group_rows(load_records(args.runs))
+        rows = group_rows(load_records(args.runs), ignore=(*NON_MATH_KEYS, *args.ignore_key))
     except RecordError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render_table(rows, expected))
     if args.no_write:
         return 0
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args.runs)
+    plots_dir = Path(args.plots_dir) if args.plots_dir else out.parent / "plots"
+    if args.out is None:
+        clash = tracked(out) + ([] if args.plots_dir else tracked(plots_dir))
+        if clash:
+            print(f"error: the default output {out} would overwrite files tracked by git ({', '.join(clash[:3])}"
+                  f"{', ...' if len(clash) > 3 else ''}); name the file with --out to overwrite it",
+                  file=sys.stderr)
+            return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(rows, Path(args.plots_dir) if args.plots_dir else out.parent / "plots")
+    plots = make_plots(rows, plots_dir)
     command = "python experiments/tables.py " + shlex.join(argv)
     out.write_text(render_markdown(rows, command=command, title=args.title, expected=expected,
                                    plots=plots, out_dir=out.parent), encoding="utf-8")
-    print(f"wrote {out} and {len(plots)} plot(s)", file=sys.stderr)
+    print(f"wrote {out} and {len(plots)} plot(s) in {plots_dir}", file=sys.stderr)
     if args.readme:
         update_readme(Path(args.readme), render_table(rows, expected), command, out)
     return 0
