@@ -35,28 +35,36 @@ def _per_block(tree) -> list[Array]:
                             or [jnp.zeros((0,))]) for b in tree.blocks]
 
 
-def update_direction(algorithm, state, x: Array, y: Array):
-    """(theta - theta') after one step of ``algorithm`` with SGD at rate 1, and the step's metrics."""
-    probe = copy.copy(algorithm)
-    probe.__dict__ = {k: v for k, v in algorithm.__dict__.items() if not k.startswith("_jit") and not k.startswith("_jax")}
-    probe.weight_optim = _SGD
-    start = probe.init(state.model, float(state.beta)) if hasattr(state, "beta") else probe.init(state.model)
-    new, metrics = eqx.filter_jit(probe.train_step)(start, x, y)
-    delta = jax.tree_util.tree_map(lambda a, b: a - b, eqx.filter(state.model, eqx.is_inexact_array),
-                                   eqx.filter(new.model, eqx.is_inexact_array))
-    return delta, metrics
+class Diagnostics:
+    """Per-layer diagnostics of ``algorithm`` on a batch, with the probe step compiled once."""
+
+    def __init__(self, algorithm, loss: str = "gaussian"):
+        probe = copy.copy(algorithm)
+        probe.__dict__ = {k: v for k, v in algorithm.__dict__.items() if not k.startswith(("_jit", "_jax"))}
+        probe.weight_optim = _SGD
+        self.probe, self.loss = probe, loss
+
+        def run(state, x, y):
+            start = probe.init(state.model, state.beta)
+            new, metrics = probe.train_step(start, x, y)
+            delta = jax.tree_util.tree_map(lambda a, b: a - b, eqx.filter(state.model, eqx.is_inexact_array),
+                                           eqx.filter(new.model, eqx.is_inexact_array))
+            bp = eqx.filter_grad(lambda m: get_energy(loss)(m(x), y).mean())(state.model)
+            d_blocks, g_blocks = _per_block(delta), _per_block(bp)
+            out = {"update_norm": jnp.stack([jnp.linalg.norm(d) for d in d_blocks]),
+                   "bp_grad_norm": jnp.stack([jnp.linalg.norm(g) for g in g_blocks]),
+                   "cosine_bp": jnp.stack([d @ g / (jnp.linalg.norm(d) * jnp.linalg.norm(g) + 1e-30)
+                                           for d, g in zip(d_blocks, g_blocks)])}
+            out.update({k: metrics[k] for k in ("layer_energy", "error_norm") if k in metrics})
+            return out
+
+        self._run = eqx.filter_jit(run)
+
+    def __call__(self, state, x: Array, y: Array) -> dict:
+        """The diagnostics as plain lists (JSON-ready)."""
+        return {k: np.asarray(v).tolist() for k, v in self._run(state, x, y).items()}
 
 
 def layer_diagnostics(algorithm, state, x: Array, y: Array, loss: str = "gaussian") -> dict:
     """Per-layer update norms, backprop gradient norms, their cosines, and the inference trace."""
-    delta, metrics = update_direction(algorithm, state, x, y)
-    bp = eqx.filter_jit(eqx.filter_grad(lambda m: get_energy(loss)(m(x), y).mean()))(state.model)
-    out = {}
-    d_blocks, g_blocks = _per_block(delta), _per_block(bp)
-    out["update_norm"] = [float(jnp.linalg.norm(d)) for d in d_blocks]
-    out["bp_grad_norm"] = [float(jnp.linalg.norm(g)) for g in g_blocks]
-    out["cosine_bp"] = [float(d @ g / (jnp.linalg.norm(d) * jnp.linalg.norm(g) + 1e-30)) for d, g in zip(d_blocks, g_blocks)]
-    for key in ("layer_energy", "error_norm"):
-        if key in metrics:
-            out[key] = np.asarray(metrics[key]).tolist()
-    return out
+    return Diagnostics(algorithm, loss)(state, x, y)
