@@ -31,9 +31,11 @@ ALGORITHMS = ("pc", "bp")
 
 
 def to_dict(cfg: Any) -> dict:
-    """A plain, JSON-serialisable dict of a DictConfig or dataclass config."""
+    """A plain, JSON-serialisable dict of a DictConfig, dataclass or dict config."""
     if is_dataclass(cfg):
         return asdict(cfg)
+    if isinstance(cfg, dict):
+        return json.loads(json.dumps(cfg, default=str))
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True)
@@ -155,16 +157,20 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
 
 
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
-    """Run one training job described by ``cfg``; returns its record (also written to run_dir)."""
+    """Run one training job described by ``cfg``; returns its record (also written to run_dir).
+
+    The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``)."""
+    from .config import check_schema, validate_config
+
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
+    check_schema(c)
+    validate_config(c)
     d = c["dataset"]
-    check_choice("dataset.name", d["name"], DATASETS)
     options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
     data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
                         limit_test=d["limit_test"], **options)
     t = c["trainer"]
-    check_range("trainer.val_fraction", t["val_fraction"], 0.0, 0.99)
     n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
     steps = max(n_train // t["batch_size"], 1)
     model, algo = build(c, steps, data.image_shape, data.num_classes)
