@@ -120,6 +120,7 @@ class TrainerCfg:
     progress: bool = True
     resume: Any = False
     checkpoint: bool = True
+    divergence_threshold: Optional[float] = 1e12
 
 
 @dataclass

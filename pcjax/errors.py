@@ -10,7 +10,8 @@ class ShapeError(PCJaxError, ValueError):
 
 
 class DivergenceError(PCJaxError, FloatingPointError):
-    """The energy became non-finite during training (names the layer and inference step)."""
+    """The energy became non-finite during training (names the layer and inference step), or its
+    magnitude passed ``trainer.divergence_threshold`` (names the threshold)."""
 
 
 class ConfigError(PCJaxError, ValueError):

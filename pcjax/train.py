@@ -7,8 +7,9 @@ per-sample augmentation and normalisation run inside it. ``loop="step"`` instead
 compiled step per batch from Python (same batches, keys and results): XLA:CPU compiles convolution
 gradients inside a loop whose carry holds the weights to a slow generic kernel (4-30x slower than the
 same step compiled on its own), so ``loop="auto"`` uses per-step dispatch for convnets on CPU. A step whose energy turns non-finite
-is not applied: training stops with a ``DivergenceError`` naming the batch, inference step and
-layer, and the last checkpoint and record stay as they were at the end of the previous epoch.
+(or whose |energy| or |loss| exceeds ``divergence_threshold``) is not applied: training stops with a
+``DivergenceError`` naming the batch, inference step and layer (or the threshold), and the last
+checkpoint and record stay as they were at the end of the previous epoch.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     beta_schedule: Callable[[int], float] | None = None
     loop: str = "auto"
+    divergence_threshold: float | None = 1e12
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -84,6 +86,10 @@ class TrainerConfig:
             raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.chunks_per_epoch < 1:
             raise ConfigError(f"trainer.chunks_per_epoch must be >= 1, got {self.chunks_per_epoch}")
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"trainer.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.divergence_threshold is not None and not self.divergence_threshold > 0:
+            raise ConfigError(f"trainer.divergence_threshold must be > 0 or null, got {self.divergence_threshold}")
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -103,7 +109,8 @@ def _to_float(x) -> float | list:
 class _Compiled:
     """The compiled chunk-of-steps and evaluation functions for one algorithm and dataset."""
 
-    def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int):
+    def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int,
+                 threshold: float | None = None):
         mean, std = jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32)
         self.algorithm = algorithm
 
@@ -123,6 +130,8 @@ class _Compiled:
             y = jax.nn.one_hot(train_y[b_idx], num_classes)
             new, metrics = algorithm.train_step(st, x, y)
             finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
+            if threshold is not None:  # finite blow-ups count as divergence too
+                finite &= (jnp.abs(metrics["energy"]) <= threshold) & (jnp.abs(metrics["loss"]) <= threshold)
             if "layer_energy" in metrics:
                 finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
             new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite & keep, a, b), new, st)
@@ -207,7 +216,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     nb = n // cfg.batch_size
     K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
     n_chunks = math.ceil(nb / K)
-    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes)
+    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold)
     loop = resolve_loop(cfg.loop, model)
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
@@ -295,7 +304,17 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         if bool(dead):
             finite = np.asarray(metrics["finite"])
             bad = int(np.argmax(mask & ~finite))
-            where = _first_nonfinite(metrics, bad)
+            values = {k: float(np.asarray(metrics[k])[bad]) for k in ("energy", "loss")}
+            if all(math.isfinite(v) for v in values.values()):  # finite, but beyond the threshold
+                key, value = max(values.items(), key=lambda kv: abs(kv[1]))
+                where = f"the {key} reached {value:.3g}"
+                what = (f"the {key} reached {value:.3g}, beyond trainer.divergence_threshold="
+                        f"{cfg.divergence_threshold:g}, in epoch {epoch + 1}, batch {bad}")
+                hint = " (raise trainer.divergence_threshold if such values are expected)"
+            else:
+                where = _first_nonfinite(metrics, bad)
+                what = f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}"
+                hint = ""
             record["status"] = "diverged"
             record["divergence"] = {"epoch": epoch + 1, "batch": bad, "where": where}
             if run_dir is not None:
@@ -303,9 +322,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
             if bar is not None:
                 bar.close()
             raise DivergenceError(
-                f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}. "
-                "Training stopped; the last good checkpoint and record (end of the previous epoch) are kept. "
-                "Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller weight lr."
+                f"{what}. Training stopped; the last good checkpoint and record (end of the previous epoch) are "
+                "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
+                f"weight lr{hint}."
             )
         means = {k: float(np.asarray(v)[mask].mean()) for k, v in metrics.items()
                  if k in ("loss", "energy", "acc")}

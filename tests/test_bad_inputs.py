@@ -1,6 +1,6 @@
 """Bad inputs fail at start-up with a ConfigError naming the field (never a raw ValueError traceback),
-keys outside the schema fail wherever they come from and labels outside the classes are
-rejected."""
+keys outside the schema fail wherever they come from, labels outside the classes are rejected, and
+finite blow-ups stop a run like non-finite ones."""
 
 import json
 import os
@@ -47,6 +47,7 @@ CASES = [
     ("trainer.chunks_per_epoch", 0, ["trainer.chunks_per_epoch=0"]),
     ("trainer.val_fraction", 1.5, ["trainer.val_fraction=1.5"]),
     ("trainer.loop", "python", ["trainer.loop", "scan"]),
+    ("trainer.divergence_threshold", 0.0, ["trainer.divergence_threshold"]),
     ("seed", -1, ["seed=-1"]),
     ("model.depth", 0, ["model.depth=0", ">= 1"]),
     ("model.width", 0, ["model.width=0"]),
@@ -99,6 +100,7 @@ def test_the_defaults_and_every_experiment_config_are_valid():
     experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         c = OmegaConf.to_container(compose("config"), resolve=True)
+        assert c["trainer"]["divergence_threshold"] == 1e12  # a float, not the YAML string "1e12"
         for name in [None, *experiments]:
             c = OmegaConf.to_container(compose("config", overrides=[f"experiment={name}"] if name else []),
                                        resolve=True)
@@ -118,6 +120,20 @@ def test_cli_bad_value_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "ValueError" not in proc.stderr
     assert "error: 2 invalid config values" in proc.stderr
     assert "dataset.limit_train=-5" in proc.stderr and "model.backward='foo'" in proc.stderr
+
+
+def test_finite_blow_up_beyond_the_threshold_stops_the_run(tmp_path):
+    """|energy| or |loss| above trainer.divergence_threshold counts as divergence (here a threshold far
+    below the normal energy stands in for an energy that grew to 1e26 while staying finite)."""
+    c = tiny()
+    c.trainer.divergence_threshold = 1e-6
+    with pytest.raises(pj.DivergenceError) as err:
+        run_experiment(c, run_dir=tmp_path)
+    msg = str(err.value)
+    assert "trainer.divergence_threshold=1e-06" in msg and "epoch 1, batch 0" in msg
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "diverged" and record["epochs"] == []
+    assert "reached" in record["divergence"]["where"]
 
 
 # ------------------------------------------------------------------------- keys outside the schema
