@@ -161,10 +161,16 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml)."""
+    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml) and the
+    ``${pid:}`` resolver (the process id) that makes default run directories unique."""
+    import os
+
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", lambda: os.getpid())
 
 
 def check_choice(field_name: str, value: str, choices) -> None:

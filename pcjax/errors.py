@@ -16,3 +16,7 @@ class DivergenceError(PCJaxError, FloatingPointError):
 
 class ConfigError(PCJaxError, ValueError):
     """An invalid configuration value (names the field and the valid choices or range)."""
+
+
+class RunLockedError(PCJaxError):
+    """Another live process holds the run directory's lock (names the directory and the holder's pid)."""

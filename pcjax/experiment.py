@@ -144,7 +144,9 @@ def beta_schedule(a: dict, seed: int):
 
 
 def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
-    """The run directory to continue: an explicit path, or the newest sibling run with a checkpoint."""
+    """The run directory to continue: an explicit path; for ``true``/``latest`` ``run_dir`` itself when
+    it holds a checkpoint, else the newest sibling run with one (run directory names sort by start
+    time); ``None`` for a fresh run."""
     if resume in (False, None, "false", "False"):
         return None
     if isinstance(resume, str) and resume not in ("true", "True", "latest"):
@@ -152,6 +154,8 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
         if not (path / "latest").exists():
             raise ConfigError(f"trainer.resume={resume}: no checkpoint found there (expected {path / 'latest'})")
         return path
+    if (run_dir / "latest").exists():
+        return run_dir
     candidates = sorted(p for p in run_dir.parent.glob("*") if (p / "latest").exists())
     return candidates[-1] if candidates else None
 
@@ -159,50 +163,59 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
 
-    The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``)."""
+    The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
+    then locks its directory (``RunLockedError`` when another live run holds it). Without
+    ``run_dir`` the run goes to ``outputs/<name>/seed<seed>/<start time>-<pid>``."""
     from .config import check_schema, validate_config
+    from .runs import RunLock, archive_previous_run, default_run_dir
 
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
     check_schema(c)
     validate_config(c)
-    d = c["dataset"]
-    options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
-    data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
-                        limit_test=d["limit_test"], **options)
-    t = c["trainer"]
-    n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
-    steps = max(n_train // t["batch_size"], 1)
-    model, algo = build(c, steps, data.image_shape, data.num_classes)
+    d, t = c["dataset"], c["trainer"]
     label = algorithm_label(c)
     name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
-    run_dir = Path(run_dir or c.get("run_dir") or Path("outputs") / name / f"seed{c['seed']}")
+    run_dir = Path(run_dir or c.get("run_dir") or default_run_dir(name, c["seed"]))
     resume_dir = _resume_dir(run_dir, t["resume"])
     if resume_dir is not None:
         run_dir = resume_dir
-    aug = d["augment"]
-    tc = TrainerConfig(
-        epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
-        val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
-        loop=t.get("loop", "auto"),
-        augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
-        run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
-        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] == "pc" else None,
-        divergence_threshold=t.get("divergence_threshold", 1e12),
-    )
-    from .tracking import make_tracker
-
-    tr = c["tracking"]
-    tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
     ref = c.get("reference") or {}
     meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
             "reference": ref if ref.get("value") is not None else None}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tracker.start(c, run_dir)
+    lock = RunLock(run_dir).acquire()
+    tracker = None
     try:
+        if resume_dir is None:
+            archive_previous_run(run_dir)
+        options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
+        data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
+                            limit_test=d["limit_test"], **options)
+        n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
+        steps = max(n_train // t["batch_size"], 1)
+        model, algo = build(c, steps, data.image_shape, data.num_classes)
+        aug = d["augment"]
+        tc = TrainerConfig(
+            epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
+            val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
+            loop=t.get("loop", "auto"),
+            augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
+            run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
+            beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] == "pc" else None,
+            divergence_threshold=t.get("divergence_threshold", 1e12),
+        )
+        from .tracking import make_tracker
+
+        tr = c["tracking"]
+        tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
+        tracker.start(c, run_dir)
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
     finally:
-        tracker.finish(None)
+        try:
+            if tracker is not None:
+                tracker.finish(None)
+        finally:
+            lock.release()
     record["run_dir"] = str(run_dir)
     return record
 

@@ -14,9 +14,7 @@ checkpoint and record stay as they were at the end of the previous epoch.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,12 +91,9 @@ class TrainerConfig:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .runs import write_json_atomic
+
+    write_json_atomic(path, obj)
 
 
 def _to_float(x) -> float | list:

@@ -1,0 +1,232 @@
+"""Run directories: unique default names, an exclusive lock per directory and atomic record writes.
+
+* ``default_run_dir`` / ``run_stamp``: ``outputs/<name>/seed<seed>/<YYYYmmdd-HHMMSS-micro>-<pid>``,
+  the same pattern as ``hydra.run.dir`` in ``conf/config.yaml``: two runs started in the same second
+  never share a directory, and names still sort by start time (``trainer.resume=true`` picks the
+  newest sibling with a checkpoint).
+* ``RunLock``: an exclusive ``fcntl.flock`` on ``<run_dir>/.lock`` held for the run's life, with the
+  holder's pid and host written into it. A second run refuses with :class:`RunLockedError` naming the
+  directory and the holder; a lock file left by a process that died is not locked any more and is
+  taken over (where the file system has no ``flock``, the pid in the file is checked instead).
+* ``archive_previous_run``: a fresh run in a directory that holds an earlier run's record, metrics or
+  checkpoints first moves them into ``previous-<time>/``, so nothing of the earlier run is lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import RunLockedError
+
+RECORD = "record.json"
+LOCK = ".lock"
+
+# ------------------------------------------------------------------------------------ run dirs
+def run_stamp() -> str:
+    """``YYYYmmdd-HHMMSS-ffffff-<pid>``: unique per process and microsecond, sorts by start time."""
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
+
+
+def default_run_dir(name: str, seed: int, root: str | Path = "outputs") -> Path:
+    """``root/<name>/seed<seed>/<run_stamp()>`` (the pattern of ``hydra.run.dir``)."""
+    return Path(root) / name / f"seed{seed}" / run_stamp()
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` through a uniquely named, fsynced temporary file in the same
+    directory and ``os.replace`` (concurrent writers never share a temporary file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, default=float)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(run_dir: str | Path) -> dict | None:
+    """The parsed ``record.json`` of ``run_dir``; ``None`` when it is missing or not intact JSON."""
+    try:
+        data = json.loads((Path(run_dir) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+#: Files of a run that a fresh run in the same directory would overwrite or append to.
+RUN_FILES = (RECORD, "metrics.jsonl", "latest")
+
+
+def archive_previous_run(run_dir: str | Path) -> Path | None:
+    """Before a fresh (not resumed) run starts in ``run_dir``: move an earlier run's record, metrics
+    and checkpoints into ``run_dir/previous-<time>/`` (with a warning) so that nothing of it is
+    overwritten or mixed into the new run's files. Returns the archive, or ``None`` if there was nothing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    old = [p for p in run_dir.iterdir() if p.name in RUN_FILES or re.match(r"^ckpt_\d+\.pcjax$", p.name)]
+    if not old:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest, i = run_dir / f"previous-{stamp}", 1
+    while dest.exists():
+        dest, i = run_dir / f"previous-{stamp}-{i}", i + 1
+    dest.mkdir()
+    for p in old:
+        os.replace(p, dest / p.name)
+    warnings.warn(f"{run_dir} held the files of an earlier run ({', '.join(sorted(p.name for p in old))}); "
+                  f"moved them to {dest} before starting a fresh run there", stacklevel=2)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------- lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """Exclusive lock on a run directory for the life of one run (``with RunLock(d): ...`` or
+    ``acquire()`` / ``release()``). See the module docstring."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def _holder(self) -> dict:
+        for _ in range(20):  # the holder writes its pid right after locking
+            try:
+                text = self.path.read_text(encoding="utf-8").strip()
+            except OSError:
+                text = ""
+            if text:
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    pass
+            time.sleep(0.01)
+        return {}
+
+    def _refuse(self, holder: dict) -> RunLockedError:
+        who = f"pid {holder.get('pid', '?')}" + (f" on {holder['host']}" if holder.get("host") else "")
+        since = f", started {holder['started']}" if holder.get("started") else ""
+        return RunLockedError(
+            f"run directory {self.run_dir} is in use by another run ({who}{since}; lock file {self.path}). "
+            "Wait for that run to end, or give this run its own directory (leave hydra.run.dir at its "
+            "default, or choose another trainer.resume / run_dir).")
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise :class:`RunLockedError`; a stale lock (its holder died) is taken over."""
+        if self._fd is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:
+                os.close(fd)
+                return self._acquire_pidfile()
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise self._refuse(self._holder()) from None
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                return self._acquire_pidfile()
+            try:  # the file may have been removed (by a releasing holder) between open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            previous = self._holder_from_fd(fd)
+            if previous.get("pid") not in (None, os.getpid()):
+                warnings.warn(f"{self.path}: taking over the stale lock of pid {previous['pid']} "
+                              f"(that process no longer holds it)", stacklevel=2)
+            self._write(fd)
+            self._fd = fd
+            return self
+        raise RunLockedError(f"could not lock {self.path}: it keeps being replaced by another process")
+
+    @staticmethod
+    def _holder_from_fd(fd: int) -> dict:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            return json.loads(text) if text else {}
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    @staticmethod
+    def _write(fd: int) -> None:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        os.fsync(fd)
+
+    def _acquire_pidfile(self) -> RunLock:
+        """Fallback without ``flock``: O_CREAT|O_EXCL, stale when its pid (on this host) is dead."""
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                pid = holder.get("pid")
+                if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+                    warnings.warn(f"{self.path}: removing the stale lock of pid {pid} (that process is gone)",
+                                  stacklevel=3)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise self._refuse(holder) from None
+            self._write(fd)
+            self._fd = fd
+            return self
+        raise RunLockedError(f"could not lock {self.path}: it keeps being replaced by another process")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (no-op when not held)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
