@@ -120,6 +120,7 @@ class TrainerCfg:
     progress: bool = True
     resume: Any = False
     checkpoint: bool = True
+    extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
 
 

@@ -160,14 +160,34 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:
+    """(config, schedule epochs, target epochs) of the run in ``run_dir``, from its latest checkpoint
+    (``record.json`` for checkpoints written before they carried the config)."""
+    from .checkpoint import CheckpointManager, read_checkpoint_meta
+    from .runs import read_record
+
+    latest = CheckpointManager(run_dir).latest_path()
+    meta = read_checkpoint_meta(latest) if latest is not None else {}
+    config = meta.get("config")
+    if config is None:
+        config = (read_record(run_dir) or {}).get("config")
+    if not isinstance(config, dict):
+        return None, None, None
+    epochs = int(config.get("trainer", {}).get("epochs", 0)) or None
+    return config, meta.get("schedule_epochs", epochs), meta.get("target_epochs", epochs)
+
+
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
 
     The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
     then locks its directory (``RunLockedError`` when another live run holds it). Without
-    ``run_dir`` the run goes to ``outputs/<name>/seed<seed>/<start time>-<pid>``."""
+    ``run_dir`` the run goes to ``outputs/<name>/seed<seed>/<start time>-<pid>``. Resuming checks
+    that the configuration's maths match the run's (``ConfigError`` listing the changed keys)."""
+    import warnings
+
     from .config import check_schema, validate_config
-    from .runs import RunLock, archive_previous_run, default_run_dir
+    from .runs import RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir
 
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
@@ -184,16 +204,35 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
             "reference": ref if ref.get("value") is not None else None}
     lock = RunLock(run_dir).acquire()
+    schedule_epochs, saved = t["epochs"], None
+    if resume_dir is not None:  # refusing leaves the run's files as they are
+        try:
+            saved, saved_schedule, saved_target = _saved_run(run_dir)
+            if saved is None:
+                warnings.warn(f"{run_dir}: neither its checkpoint nor its record holds the run's config; "
+                              "resuming without checking that the configuration is unchanged", stacklevel=2)
+            else:
+                check_resume_config(run_dir, saved, c, defaults=to_dict(Config()), saved_epochs=saved_target,
+                                    extend=bool(t.get("extend_epochs")))
+                schedule_epochs = saved_schedule
+        except BaseException:
+            lock.release()
+            raise
     tracker = None
     try:
         if resume_dir is None:
             archive_previous_run(run_dir)
+        meta["checkpoint_meta"] = {"config": saved or c,
+                                   "config_fingerprint": config_fingerprint(saved or c),
+                                   "schedule_epochs": schedule_epochs, "target_epochs": t["epochs"]}
         options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
         data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
                             limit_test=d["limit_test"], **options)
         n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
         steps = max(n_train // t["batch_size"], 1)
-        model, algo = build(c, steps, data.image_shape, data.num_classes)
+        # The learning-rate schedule spans the run's original epochs, also when it is extended.
+        model, algo = build({**c, "trainer": {**t, "epochs": schedule_epochs}}, steps, data.image_shape,
+                            data.num_classes)
         aug = d["augment"]
         tc = TrainerConfig(
             epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],

@@ -1,4 +1,5 @@
-"""Run directories: unique default names, an exclusive lock per directory and atomic record writes.
+"""Run directories: unique default names, an exclusive lock per directory, atomic record writes,
+and the configuration fingerprint that resume compares.
 
 * ``default_run_dir`` / ``run_stamp``: ``outputs/<name>/seed<seed>/<YYYYmmdd-HHMMSS-micro>-<pid>``,
   the same pattern as ``hydra.run.dir`` in ``conf/config.yaml``: two runs started in the same second
@@ -10,11 +11,14 @@
   taken over (where the file system has no ``flock``, the pid in the file is checked instead).
 * ``archive_previous_run``: a fresh run in a directory that holds an earlier run's record, metrics or
   checkpoints first moves them into ``previous-<time>/``, so nothing of the earlier run is lost.
+* ``math_config`` / ``config_fingerprint`` / ``config_diff``: the keys that change what a run
+  computes, hashed; resume compares them with the run's and refuses a changed configuration.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -26,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RunLockedError
+from .errors import ConfigError, RunLockedError
 
 RECORD = "record.json"
 LOCK = ".lock"
@@ -230,3 +234,99 @@ class RunLock:
         finally:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+# ---------------------------------------------------------------------------------- fingerprint
+#: Config keys that do not change what a run computes, so resuming with other values is allowed:
+#: where files and logs go (``name``, ``run_dir``, ``tracking``, ``dataset.root``), how the run is
+#: shown or driven (``trainer.progress``, ``trainer.resume``, ``trainer.checkpoint``,
+#: ``trainer.extend_epochs``), metadata (``reference``, ``plugins``: the names they register are part
+#: of the config), the stopping guard (``trainer.divergence_threshold``) and execution strategies that
+#: give the same results (``trainer.eval_batch_size``, ``trainer.loop``, ``algorithm.unroll``,
+#: ``algorithm.error_front``). ``trainer.chunks_per_epoch`` is *not* among them: it changes the
+#: augmentation keys. ``trainer.epochs`` is compared on its own (see ``trainer.extend_epochs``).
+NON_MATH_KEYS: tuple[str, ...] = (
+    "name", "run_dir", "plugins", "reference", "tracking",
+    "dataset.root", "dataset.download",
+    "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.extend_epochs",
+    "trainer.divergence_threshold", "trainer.eval_batch_size", "trainer.loop",
+    "algorithm.unroll", "algorithm.error_front",
+)
+#: Compared by :func:`check_resume_config` on its own rules, so left out of the fingerprint too.
+_SEPARATE_KEYS: tuple[str, ...] = ("trainer.epochs",)
+
+
+def _drop(c: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node = c
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
+def math_config(c: dict) -> dict:
+    """``c`` without :data:`NON_MATH_KEYS` (and ``trainer.epochs``, compared on its own): the part of a
+    configuration that determines what a run computes."""
+    out = json.loads(json.dumps(c, default=str))
+    for key in NON_MATH_KEYS + _SEPARATE_KEYS:
+        _drop(out, key)
+    return out
+
+
+def config_fingerprint(c: dict) -> str:
+    """SHA-256 (first 16 hex digits) of :func:`math_config` as canonical JSON."""
+    blob = json.dumps(math_config(c), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _flatten(c: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(c, dict):
+        return {prefix[:-1]: c}
+    out: dict[str, Any] = {}
+    for k, v in c.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every key of :func:`math_config` that differs. A key the
+    old configuration lacks (added to the schema since) counts as unchanged when ``new`` holds its
+    schema default (``defaults``, a full default config)."""
+    a, b = _flatten(math_config(old)), _flatten(math_config(new))
+    d = _flatten(math_config(defaults)) if defaults is not None else {}
+    missing = object()
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va is missing and key in d and vb == d[key]:
+            continue
+        if va != vb:
+            changes.append((key, "<absent>" if va is missing else va, "<absent>" if vb is missing else vb))
+    return changes
+
+
+def check_resume_config(run_dir: str | Path, saved: dict, current: dict, *, defaults: dict | None = None,
+                        saved_epochs: int | None, extend: bool) -> None:
+    """Refuse (``ConfigError``) to resume ``run_dir`` with a configuration whose maths differ from the
+    run's own (``saved``), listing the changed keys; ``trainer.epochs`` may only grow, and only with
+    ``trainer.extend_epochs=true``."""
+    changes = [] if config_fingerprint(saved) == config_fingerprint(current) else config_diff(saved, current, defaults)
+    new_epochs = int(current["trainer"]["epochs"])
+    lines = [f"  {k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}" for k, a, b in changes]
+    epoch_note = ""
+    if saved_epochs is not None and new_epochs != saved_epochs and not (extend and new_epochs > saved_epochs):
+        lines.append(f"  trainer.epochs: {saved_epochs} -> {new_epochs}")
+        epoch_note = (" To train a run for more epochs, set trainer.extend_epochs=true (the learning-rate "
+                      "schedule keeps its original length)." if new_epochs > saved_epochs else
+                      " A run cannot be shortened on resume.")
+    if lines:
+        raise ConfigError(
+            f"cannot resume {run_dir}: the configuration differs from the run's in {len(lines)} "
+            f"key(s) that change what it computes:\n" + "\n".join(lines) +
+            f"\nResume with the run's own values, or start a fresh run (trainer.resume=false).{epoch_note}")

@@ -9,7 +9,9 @@ gradients inside a loop whose carry holds the weights to a slow generic kernel (
 same step compiled on its own), so ``loop="auto"`` uses per-step dispatch for convnets on CPU. A step whose energy turns non-finite
 (or whose |energy| or |loss| exceeds ``divergence_threshold``) is not applied: training stops with a
 ``DivergenceError`` naming the batch, inference step and layer (or the threshold), and the last
-checkpoint and record stay as they were at the end of the previous epoch.
+checkpoint and record stay as they were at the end of the previous epoch; only the record's
+``status`` and ``divergence`` fields change. A resumed run continues the record it finds in the run
+directory (its summary, inference trace and config are kept).
 """
 
 from __future__ import annotations
@@ -232,6 +234,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         "hardware": hardware_info(), "git_commit": git_commit(), "status": "running",
         "epochs": [], "inference_trace": None, "summary": {},
     }
+    if (meta.get("checkpoint_meta") or {}).get("config_fingerprint"):
+        record["config_fingerprint"] = meta["checkpoint_meta"]["config_fingerprint"]
     start_epoch = 0
     if cfg.resume and manager is not None:
         restored = manager.restore_latest(eqx.filter(state, eqx.is_array))
@@ -239,8 +243,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
             arrays, ck_meta = restored
             state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
             start_epoch = int(ck_meta["epoch"])
-            record["epochs"] = ck_meta["epochs"]
-            record["summary"]["compile_seconds"] = ck_meta.get("compile_seconds")
+            record = _resumed_record(record, run_dir, ck_meta, cfg)
 
     # Compile once up front on an all-invalid chunk (the cond skips every step), so epoch times
     # exclude compilation.
@@ -342,7 +345,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         _summarise(record)
         if manager is not None:
             manager.save(eqx.filter(state, eqx.is_array),
-                         {"epoch": epoch + 1, "epochs": record["epochs"],
+                         {**(meta.get("checkpoint_meta") or {}), "epoch": epoch + 1, "epochs": record["epochs"],
                           "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
         if run_dir is not None:
             _write_json_atomic(run_dir / "record.json", record)
@@ -355,6 +358,31 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     if run_dir is not None:
         _write_json_atomic(run_dir / "record.json", record)
     return state, record
+
+
+def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: TrainerConfig) -> dict:
+    """The record a resumed run continues: the run directory's ``record.json`` when it is intact
+    (summary, inference trace, config and everything else kept), else ``fresh``; the epochs always
+    come from the checkpoint, and a ``resumes`` entry notes where this process took over."""
+    from .runs import read_record
+
+    old = read_record(run_dir) if run_dir is not None else None
+    record = dict(old) if old is not None and old.get("schema") == fresh["schema"] else dict(fresh)
+    record["summary"] = dict(record.get("summary") or {})
+    previous = {k: record.pop(k) for k in ("divergence", "error", "interrupted") if k in record}
+    record.setdefault("resumes", [])
+    record["resumes"] = [*record["resumes"], {
+        "epoch": int(ck_meta["epoch"]), "previous_status": record.get("status"), **previous,
+        "git_commit": fresh.get("git_commit"), "device_kind": (fresh.get("hardware") or {}).get("device_kind")}]
+    record["status"] = "running"
+    record["epochs"] = ck_meta["epochs"]
+    if ck_meta.get("compile_seconds") is not None:
+        record["summary"]["compile_seconds"] = ck_meta.get("compile_seconds")
+    config = record.get("config") or {}
+    trainer = config.get("trainer") if isinstance(config, dict) else None
+    if isinstance(trainer, dict) and trainer.get("epochs") not in (None, cfg.epochs):  # an extended run
+        record["config"] = {**config, "trainer": {**trainer, "epochs": cfg.epochs, "extend_epochs": True}}
+    return record
 
 
 def _summarise(record: dict) -> None:

@@ -1,4 +1,5 @@
-"""Run integrity: run-directory locks and unique default directories."""
+"""Run integrity: resume with a changed configuration, run-directory locks and unique default
+directories, the record of a resumed run that diverges."""
 
 import json
 import os
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import pcjax as pj
 from pcjax.config import Config
 from pcjax.errors import RunLockedError
+from pcjax.experiment import build as _build
 from pcjax.experiment import run_experiment
 from pcjax.runs import LOCK, RunLock, default_run_dir
 
@@ -28,6 +31,55 @@ def tiny(epochs: int = 1) -> Config:
 
 def _record(run_dir) -> dict:
     return json.loads((Path(run_dir) / "record.json").read_text())
+
+
+# ------------------------------------------------------------ 2. resume with a changed config
+def test_resume_with_a_changed_config_is_refused_with_a_diff(tmp_path, monkeypatch):
+    first = run_experiment(tiny(), run_dir=tmp_path)
+    before = (tmp_path / "record.json").read_text()
+    assert first["algorithm"] == "pc-se"
+    changed = tiny(epochs=2)
+    changed.algorithm.name, changed.optim.lr, changed.energy.lam = "bp", 2e-3, 0.1
+    changed.trainer.resume = str(tmp_path)
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(changed, run_dir=tmp_path / "new")
+    msg = str(err.value)
+    for line in ('algorithm.name: "pc" -> "bp"', "optim.lr: 0.001 -> 0.002", "energy.lam: 0.0 -> 0.1",
+                 "trainer.epochs: 1 -> 2", "trainer.extend_epochs=true"):
+        assert line in msg, msg
+    assert str(tmp_path) in msg
+    assert (tmp_path / "record.json").read_text() == before  # refused: the run is untouched
+    assert not (tmp_path / LOCK).exists()
+
+    shorter = tiny()
+    shorter.algorithm.T = 3
+    shorter.trainer.resume = str(tmp_path)
+    with pytest.raises(pj.ConfigError, match="algorithm.T: 2 -> 3"):
+        run_experiment(shorter, run_dir=tmp_path)
+
+    # keys that do not change the maths may differ
+    same = tiny()
+    same.trainer.resume, same.trainer.eval_batch_size, same.tracking.backends = str(tmp_path), 7, []
+    assert run_experiment(same, run_dir=tmp_path)["status"] == "complete"
+
+    # extending the epochs needs the explicit option; the schedule keeps the original length
+    import pcjax.experiment as ex
+
+    built = []
+    monkeypatch.setattr(ex, "build", lambda c, *a: built.append(c["trainer"]["epochs"]) or _build(c, *a))
+    longer = tiny(epochs=2)
+    longer.trainer.resume, longer.trainer.extend_epochs = str(tmp_path), True
+    record = run_experiment(longer, run_dir=tmp_path)
+    assert built == [1] and len(record["epochs"]) == 2 and record["status"] == "complete"
+    assert record["config"]["trainer"]["epochs"] == 2 and record["algorithm"] == "pc-se"
+    from pcjax.checkpoint import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(tmp_path / "ckpt_00002.pcjax")
+    assert (meta["schedule_epochs"], meta["target_epochs"]) == (1, 2)
+    back = tiny(epochs=1)
+    back.trainer.resume, back.trainer.extend_epochs = str(tmp_path), True
+    with pytest.raises(pj.ConfigError, match="cannot be shortened"):
+        run_experiment(back, run_dir=tmp_path)
 
 
 # --------------------------------------------------------------- 3. locks and unique run dirs
@@ -109,3 +161,23 @@ def test_hydra_run_and_sweep_dirs_hold_microseconds_and_the_pid():
     for d in (run_dir, sweep_dir):
         stamp = Path(d).name.split("-")
         assert len(stamp) == 4 and len(stamp[2]) == 6 and stamp[3] == str(os.getpid()), d
+
+
+# --------------------------------------------------------------- 7. a resumed run that diverges
+def test_resumed_divergence_keeps_summary_trace_and_config(tmp_path):
+    run_experiment(tiny(), run_dir=tmp_path)
+    before = _record(tmp_path)
+    assert before["summary"]["test_acc"] is not None and before["inference_trace"]
+    more = tiny(epochs=2)
+    more.trainer.resume, more.trainer.extend_epochs = str(tmp_path), True
+    more.trainer.divergence_threshold = 1e-6  # epoch 2 "blows up"
+    with pytest.raises(pj.DivergenceError, match="epoch 2"):
+        run_experiment(more, run_dir=tmp_path)
+    after = _record(tmp_path)
+    assert after["status"] == "diverged" and after["divergence"]["epoch"] == 2
+    for key in ("summary", "inference_trace", "epochs", "hardware", "name", "algorithm"):
+        assert after[key] == before[key], key
+    strip = lambda c: {**c, "trainer": {k: v for k, v in c["trainer"].items()  # noqa: E731
+                                        if k not in ("epochs", "extend_epochs")}}
+    assert strip(after["config"]) == strip(before["config"])
+    assert after["resumes"][0]["epoch"] == 1 and after["resumes"][0]["previous_status"] == "complete"
