@@ -177,17 +177,46 @@ def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:
     return config, meta.get("schedule_epochs", epochs), meta.get("target_epochs", epochs)
 
 
+def _checkpointed_epochs(run_dir: Path) -> int:
+    """The epoch of the checkpoint ``latest`` names in ``run_dir`` (0 when there is none)."""
+    from .checkpoint import CheckpointManager
+
+    try:
+        latest = CheckpointManager(run_dir).latest_path()
+    except Exception:  # noqa: BLE001 - a corrupt pointer: report no checkpoint
+        return 0
+    m = CheckpointManager.PATTERN.match(latest.name) if latest is not None and latest.exists() else None
+    return int(m.group(1)) if m else 0
+
+
+def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
+    """Mark the run's record (``pcjax.runs.mark_record``) without masking the error being raised."""
+    import warnings
+
+    from .runs import mark_record
+
+    try:
+        mark_record(run_dir, status, meta, **fields)
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk; the original error matters more
+        warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
+
+
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
 
     The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
     then locks its directory (``RunLockedError`` when another live run holds it). Without
     ``run_dir`` the run goes to ``outputs/<name>/seed<seed>/<start time>-<pid>``. Resuming checks
-    that the configuration's maths match the run's (``ConfigError`` listing the changed keys)."""
+    that the configuration's maths match the run's (``ConfigError`` listing the changed keys).
+    A failure after the run has started marks its record ``failed`` (``diverged`` on divergence) with
+    an ``error`` field; Ctrl-C marks it ``interrupted`` and raises :class:`~pcjax.errors.RunInterrupted`
+    (a ``KeyboardInterrupt``) carrying the run directory."""
     import warnings
 
     from .config import check_schema, validate_config
-    from .runs import RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir
+    from .errors import RunInterrupted
+    from .runs import (RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir,
+                       describe_error)
 
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
@@ -218,7 +247,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
         except BaseException:
             lock.release()
             raise
-    tracker = None
+    tracker, started = None, resume_dir is None  # a resumed run's record changes once fit() runs
     try:
         if resume_dir is None:
             archive_previous_run(run_dir)
@@ -248,7 +277,17 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
         tr = c["tracking"]
         tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
         tracker.start(c, run_dir)
+        started = True
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+    except KeyboardInterrupt as err:
+        done = _checkpointed_epochs(run_dir)
+        if started:
+            _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done})
+        raise RunInterrupted(str(run_dir), done) from err
+    except Exception as err:
+        if started:
+            _mark(run_dir, "failed", meta, error=describe_error(err))
+        raise
     finally:
         try:
             if tracker is not None:

@@ -1,5 +1,5 @@
 """Run directories: unique default names, an exclusive lock per directory, atomic record writes,
-and the configuration fingerprint that resume compares.
+the configuration fingerprint that resume compares, and the records of failed runs.
 
 * ``default_run_dir`` / ``run_stamp``: ``outputs/<name>/seed<seed>/<YYYYmmdd-HHMMSS-micro>-<pid>``,
   the same pattern as ``hydra.run.dir`` in ``conf/config.yaml``: two runs started in the same second
@@ -13,6 +13,8 @@ and the configuration fingerprint that resume compares.
   checkpoints first moves them into ``previous-<time>/``, so nothing of the earlier run is lost.
 * ``math_config`` / ``config_fingerprint`` / ``config_diff``: the keys that change what a run
   computes, hashed; resume compares them with the run's and refuses a changed configuration.
+* ``mark_record`` / ``sweep_summary``: the record of a run that failed or was interrupted, and the
+  list of the jobs of a sweep that did not complete.
 """
 
 from __future__ import annotations
@@ -330,3 +332,109 @@ def check_resume_config(run_dir: str | Path, saved: dict, current: dict, *, defa
             f"cannot resume {run_dir}: the configuration differs from the run's in {len(lines)} "
             f"key(s) that change what it computes:\n" + "\n".join(lines) +
             f"\nResume with the run's own values, or start a fresh run (trainer.resume=false).{epoch_note}")
+
+
+# ------------------------------------------------------------------------------ failure records
+def minimal_record(meta: dict, status: str) -> dict:
+    """A run record for a run that ended before its first epoch (fields as in ``pcjax.train.fit``)."""
+    from .tracking import git_commit, hardware_info
+
+    c = meta.get("config") or {}
+    return {
+        "schema": 1, **{k: meta.get(k) or "unknown" for k in ("name", "dataset", "model", "algorithm")},
+        "seed": c.get("seed"), "config": c, "reference": meta.get("reference"),
+        "hardware": hardware_info(), "git_commit": git_commit(), "status": status,
+        "epochs": [], "inference_trace": None, "summary": {},
+    }
+
+
+def mark_record(run_dir: str | Path, status: str, meta: dict | None = None, **fields: Any) -> dict:
+    """Set ``status`` (and ``fields``) on ``run_dir/record.json``, keeping everything else; a record
+    that is missing or not intact is replaced by :func:`minimal_record`. A ``diverged`` record keeps
+    that status when marked ``failed`` (the divergence is the failure)."""
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    if record is None:
+        record = minimal_record(meta or {}, status)
+    if not (status == "failed" and record.get("status") == "diverged"):
+        record["status"] = status
+    record.update(fields)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / RECORD, record)
+    return record
+
+
+def describe_error(err: BaseException) -> str:
+    """``ErrorType: message`` of an exception, for a record's ``error`` field."""
+    return f"{type(err).__name__}: {err}"
+
+
+def job_meta(cfg: Any) -> dict:
+    """Record fields (name, dataset, model, algorithm, config) of a job's config, as far as they can
+    be worked out from a config that may be invalid."""
+    meta: dict[str, Any] = {}
+    try:
+        from omegaconf import OmegaConf
+
+        c = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+    except Exception:  # noqa: BLE001 - e.g. an interpolation that cannot be resolved
+        try:
+            from omegaconf import OmegaConf
+
+            c = OmegaConf.to_container(cfg, resolve=False)
+        except Exception:  # noqa: BLE001
+            c = {}
+    meta["config"] = c
+    get = lambda *p: (c.get(p[0], {}) or {}).get(p[1]) if len(p) == 2 else c.get(p[0])  # noqa: E731
+    meta["dataset"], meta["model"] = str(get("dataset", "name") or ""), str(get("model", "name") or "")
+    try:
+        from .experiment import algorithm_label
+
+        meta["algorithm"] = algorithm_label(c)
+    except Exception:  # noqa: BLE001 - an invalid config may not have a label
+        meta["algorithm"] = str(get("algorithm", "label") or get("algorithm", "name") or "")
+    meta["name"] = str(get("name") or f"{meta['dataset']}_{meta['model']}_{meta['algorithm']}")
+    return meta
+
+
+# --------------------------------------------------------------------------------------- sweeps
+BAD_STATUSES = ("failed", "diverged", "interrupted", "running")
+
+
+def sweep_failures(sweep_dir: str | Path) -> tuple[int, list[dict]]:
+    """(number of job records, the failed ones) under ``sweep_dir``; each failure is
+    ``{"dir", "status", "error", "overrides"}``. ``running`` counts as failed: the job ended
+    without finishing its record."""
+    sweep_dir = Path(sweep_dir)
+    files = sorted(sweep_dir.rglob(RECORD)) if sweep_dir.is_dir() else []
+    failures = []
+    for path in files:
+        record = read_record(path.parent) or {"status": "failed", "error": f"{path} is not intact JSON"}
+        status = record.get("status")
+        if status not in BAD_STATUSES:
+            continue
+        overrides = record.get("overrides")
+        if overrides is None:
+            try:
+                from omegaconf import OmegaConf
+
+                overrides = list(OmegaConf.load(path.parent / ".hydra" / "overrides.yaml"))
+            except Exception:  # noqa: BLE001 - no Hydra files
+                overrides = []
+        error = record.get("error") or (
+            f"diverged: {record['divergence']}" if record.get("divergence") else f"status {status}")
+        failures.append({"dir": str(path.parent), "status": status, "error": error, "overrides": overrides})
+    return len(files), failures
+
+
+def sweep_summary(sweep_dir: str | Path) -> tuple[str, int]:
+    """A short report of the jobs of a sweep and the number that failed."""
+    total, failures = sweep_failures(sweep_dir)
+    if not failures:
+        return f"sweep {sweep_dir}: all {total} jobs complete", 0
+    lines = [f"sweep {sweep_dir}: {len(failures)} of {total} jobs did not complete:"]
+    for f in failures:
+        first = str(f["error"]).strip().splitlines()[0] if str(f["error"]).strip() else ""
+        lines.append(f"  {Path(f['dir']).name} [{' '.join(map(str, f['overrides']))}] {f['status']}: {first}")
+        lines.append(f"    record: {Path(f['dir']) / RECORD}")
+    return "\n".join(lines), len(failures)

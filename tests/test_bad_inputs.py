@@ -133,7 +133,7 @@ def test_finite_blow_up_beyond_the_threshold_stops_the_run(tmp_path):
     assert "trainer.divergence_threshold=1e-06" in msg and "epoch 1, batch 0" in msg
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["status"] == "diverged" and record["epochs"] == []
-    assert "reached" in record["divergence"]["where"]
+    assert "DivergenceError" in record["error"] and "reached" in record["divergence"]["where"]
 
 
 # ------------------------------------------------------------------------- keys outside the schema

@@ -1,5 +1,5 @@
-"""Run integrity: resume with a changed configuration, run-directory locks and unique default
-directories, the record of a resumed run that diverges."""
+"""Run integrity: failing sweep jobs, resume with a changed configuration, run-directory locks and
+unique default directories, the record of a resumed run that diverges, and Ctrl-C."""
 
 import json
 import os
@@ -11,12 +11,15 @@ import pytest
 
 import pcjax as pj
 from pcjax.config import Config
-from pcjax.errors import RunLockedError
+from pcjax.errors import RunInterrupted, RunLockedError
 from pcjax.experiment import build as _build
 from pcjax.experiment import run_experiment
 from pcjax.runs import LOCK, RunLock, default_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "experiments" / "train.py")
+FAST = ["trainer.epochs=1", "trainer.progress=false", "model.width=16", "model.depth=1", "algorithm=pc",
+        "energy=gaussian", "lalr=constant", "algorithm.T=2", "dataset.limit_train=256", "dataset.limit_test=100"]
 
 
 def tiny(epochs: int = 1) -> Config:
@@ -29,8 +32,36 @@ def tiny(epochs: int = 1) -> Config:
     return c
 
 
+def _cli(args, cwd, timeout=300):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, TRAIN, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def _record(run_dir) -> dict:
     return json.loads((Path(run_dir) / "record.json").read_text())
+
+
+# ------------------------------------------------------------------ 1. a failing job in a sweep
+def test_sweep_records_a_failing_job_runs_the_others_and_exits_nonzero(tmp_path):
+    proc = _cli(["-m", *FAST, "optim.lr=1e-3,-1,2e-3"], tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    jobs = {p.name: _record(p) for p in sweep.iterdir() if (p / "record.json").exists()}
+    assert sorted(jobs) == ["seed0_0", "seed0_1", "seed0_2"]  # job 2 ran after job 1 failed
+    assert jobs["seed0_0"]["status"] == jobs["seed0_2"]["status"] == "complete"
+    failed = jobs["seed0_1"]
+    assert failed["status"] == "failed" and "optim.lr" in failed["error"] and "ConfigError" in failed["error"]
+    assert "optim.lr=-1" in failed["overrides"] and failed["algorithm"] == "pc-se"
+    assert "1 of 3 jobs did not complete" in proc.stderr and "seed0_1" in proc.stderr
+    assert "optim.lr=-1" in proc.stderr
+    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 2
+    # the failed record does not break the tables
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), str(sweep), "--out",
+                          str(tmp_path / "t.md")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "1 failed" in (tmp_path / "t.md").read_text()
 
 
 # ------------------------------------------------------------ 2. resume with a changed config
@@ -181,3 +212,65 @@ def test_resumed_divergence_keeps_summary_trace_and_config(tmp_path):
                                         if k not in ("epochs", "extend_epochs")}}
     assert strip(after["config"]) == strip(before["config"])
     assert after["resumes"][0]["epoch"] == 1 and after["resumes"][0]["previous_status"] == "complete"
+
+
+# ---------------------------------------------------------------------------------- Ctrl-C
+class _Interrupt:
+    """A tracker that presses Ctrl-C right after epoch 1 was saved."""
+
+    def __init__(self, **_):
+        pass
+
+    def start(self, config, run_dir):
+        pass
+
+    def log(self, metrics, step):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    def finish(self, summary=None):
+        pass
+
+
+def test_ctrl_c_marks_the_record_interrupted_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from pcjax import tracking
+
+    monkeypatch.setitem(tracking.BACKENDS, "interrupt", _Interrupt)
+    c = tiny(epochs=2)
+    c.tracking.backends = ["interrupt"]
+    try:  # (a bare KeyboardInterrupt escaping here would stop the whole test session)
+        run_experiment(c, run_dir=tmp_path)
+    except KeyboardInterrupt as exc:
+        err = exc
+    else:
+        pytest.fail("the interrupt did not stop the run")
+    assert isinstance(err, RunInterrupted), type(err)
+    assert err.run_dir == str(tmp_path) and err.epochs_done == 1
+    record = _record(tmp_path)
+    assert record["status"] == "interrupted" and len(record["epochs"]) == 1
+    assert (tmp_path / "latest").read_text().strip() == "ckpt_00001.pcjax" and not (tmp_path / LOCK).exists()
+    from pcjax.reporting import group_rows, load_records
+
+    (row,) = group_rows(load_records([tmp_path]))
+    assert row.used == [] and "1 interrupted (excluded)" in row.flags()  # unfinished: not in the tables
+    c.tracking.backends, c.trainer.resume = ["jsonl"], True  # true: this directory, which has a checkpoint
+    resumed = run_experiment(c, run_dir=tmp_path)
+    assert resumed["status"] == "complete" and len(resumed["epochs"]) == 2
+    assert resumed["resumes"][0]["previous_status"] == "interrupted"
+
+
+def test_cli_ctrl_c_exits_cleanly_and_prints_the_resume_command(tmp_path):
+    plugin = tmp_path / "interrupt_plugin.py"
+    plugin.write_text("from pcjax import tracking\n\n\nclass Interrupt:\n    def __init__(self, **_): pass\n"
+                      "    def start(self, config, run_dir): pass\n"
+                      "    def log(self, metrics, step): raise KeyboardInterrupt\n"
+                      "    def finish(self, summary=None): pass\n\n\n"
+                      "tracking.BACKENDS['interrupt'] = Interrupt\n")
+    proc = _cli([*FAST, "trainer.epochs=2", f"plugins=[{plugin}]", "tracking.backends=[interrupt]"], tmp_path)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (record_path,) = tmp_path.glob("outputs/*/seed0/*/record.json")
+    assert json.loads(record_path.read_text())["status"] == "interrupted"
+    assert "checkpoint of epoch 1 is kept" in proc.stderr
+    assert f"trainer.resume={record_path.parent}" in proc.stderr
+    assert "python experiments/train.py trainer.epochs=1" in proc.stderr and "algorithm=pc" in proc.stderr
