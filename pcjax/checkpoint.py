@@ -202,6 +202,35 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], bytes]:
     return header, payload
 
 
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta`` dict of a checkpoint, read from its header only (the payload and its SHA-256 are
+    checked when the checkpoint is loaded); raises CheckpointError when the header is unreadable."""
+    path = Path(path)
+    corrupt = f"checkpoint {path} is corrupt or truncated ({{why}}); it was left untouched. {FRESH_RUN_HINT}"
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(_PREFIX.size)
+            if len(prefix) < _PREFIX.size:
+                raise CheckpointCorruptError(corrupt.format(why=f"only {len(prefix)} bytes"))
+            magic, version, header_len = _PREFIX.unpack(prefix)
+            if magic != MAGIC:
+                raise CheckpointCorruptError(corrupt.format(why="not a pcjax checkpoint: bad magic bytes"))
+            if version != FORMAT_VERSION:
+                raise CheckpointError(f"checkpoint {path} uses format version {version}, this pcjax reads "
+                                      f"version {FORMAT_VERSION}; {FRESH_RUN_HINT}")
+            raw = fh.read(header_len)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path, or {FRESH_RUN_HINT}") from None
+    except OSError as exc:
+        raise CheckpointCorruptError(f"checkpoint {path} is unreadable ({exc})") from exc
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointCorruptError(corrupt.format(why=f"bad header: {exc}")) from exc
+    meta = header.get("meta") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _restore_leaf(template: Any, spec: dict[str, Any], raw: bytes) -> Any:
     if spec["kind"].startswith("py:"):
         value = np.frombuffer(raw, dtype=jnp.dtype(spec["dtype"]))[0].item()

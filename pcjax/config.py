@@ -1,10 +1,17 @@
 """Structured configuration: typed dataclasses that Hydra validates at start-up, and their
 conversion into pcjax objects. A typo in a key fails with the key and the config node named;
-an out-of-range value fails with ``ConfigError`` naming the field."""
+an out-of-range value fails with ``ConfigError`` naming the field.
+
+``check_schema`` rejects keys the dataclasses do not declare wherever they come from (a
+``+key=value`` override, an experiment file, a plain dict); ``validate_config`` checks the ranges
+and choices of the fields whose values matter before anything is loaded or built."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from .errors import ConfigError
@@ -116,6 +123,8 @@ class TrainerCfg:
     progress: bool = True
     resume: Any = False
     checkpoint: bool = True
+    extend_epochs: bool = False
+    divergence_threshold: Optional[float] = 1e12
 
 
 @dataclass
@@ -156,10 +165,16 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml)."""
+    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml) and the
+    ``${pid:}`` resolver (the process id) that makes default run directories unique."""
+    import os
+
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", lambda: os.getpid())
 
 
 def check_choice(field_name: str, value: str, choices) -> None:
@@ -172,3 +187,230 @@ def check_range(field_name: str, value: float, low: float | None = None, high: f
     """Raise ``ConfigError`` naming the field when ``value`` lies outside [low, high]."""
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{field_name}={value} is out of range [{low}, {high}]")
+
+
+def _optional_inner(tp):
+    """``Optional[X]`` -> ``X``; anything else unchanged."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _schema_fields(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _optional_inner(hints[f.name]) for f in fields(cls)}
+
+
+def schema_keys(cls=None, prefix: str = "") -> list[str]:
+    """Every dotted key the schema (the ``Config`` dataclasses) declares, nested groups included.
+    Fields typed ``dict`` (e.g. ``lalr.params``) are free-form: their contents are not listed."""
+    cls = Config if cls is None else cls
+    out = []
+    for name, tp in _schema_fields(cls).items():
+        out.append(prefix + name)
+        if is_dataclass(tp):
+            out += schema_keys(tp, prefix + name + ".")
+    return out
+
+
+def check_schema(c: dict, cls=None) -> None:
+    """Raise ``ConfigError`` for every key of ``c`` that the schema does not declare, naming the key
+    and the closest valid one. ``c`` is a plain dict (e.g. a composed Hydra config); the allowed keys
+    come from the dataclasses, so fields added to them are accepted without further changes.
+    Free-form ``dict`` fields (``lalr.params``, ...) and ``Any``/``list`` values are not looked into."""
+    cls = Config if cls is None else cls
+    unknown: list[str] = []
+
+    def walk(node: dict, schema, prefix: str) -> None:
+        declared = _schema_fields(schema)
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if key not in declared:
+                unknown.append(path)
+            elif is_dataclass(declared[key]) and isinstance(value, dict):
+                walk(value, declared[key], path + ".")
+
+    walk(c, cls, "")
+    if not unknown:
+        return
+    valid = schema_keys(cls)
+    lines = []
+    for path in unknown:
+        close = difflib.get_close_matches(path, valid, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        lines.append(f"unknown config key {path!r} (not a field of the schema in pcjax/config.py){hint}")
+    raise ConfigError("\n".join(lines) if len(lines) == 1 else
+                      f"{len(lines)} unknown config keys:\n  " + "\n  ".join(lines))
+
+
+_MISSING = object()
+
+
+class _Checker:
+    """Collects the problems of one configuration, each naming its field."""
+
+    def __init__(self, c: dict) -> None:
+        self.c, self.problems = c, []
+
+    def get(self, path: str):
+        node = self.c
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return _MISSING
+            node = node[part]
+        return node
+
+    def fail(self, path: str, value, why: str) -> None:
+        self.problems.append(f"{path}={value!r} {why}")
+
+    def integer(self, path: str, low: int | None = None, high: int | None = None, none_ok: bool = False) -> None:
+        v = self.get(path)
+        if v is _MISSING or (v is None and none_ok):
+            return
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(path, v, "must be an integer" + (" or null" if none_ok else ""))
+        elif (low is not None and v < low) or (high is not None and v > high):
+            self.fail(path, v, _range_text(low, high))
+
+    def number(self, path: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+               high_open: bool = False, none_ok: bool = False, why: str = "") -> None:
+        v = self.get(path)
+        if v is _MISSING or (v is None and none_ok):
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self.fail(path, v, "must be a finite number" + (" or null" if none_ok else ""))
+            return
+        bad = ((low is not None and (v < low or (low_open and v == low)))
+               or (high is not None and (v > high or (high_open and v == high))))
+        if bad:
+            self.fail(path, v, _range_text(low, high, low_open, high_open) + why)
+
+    def choice(self, path: str, choices) -> None:
+        v = self.get(path)
+        if v is not _MISSING and v not in tuple(choices):
+            self.fail(path, v, f"is not valid; valid choices: {', '.join(map(str, choices))}")
+
+    def boolean(self, path: str) -> None:
+        v = self.get(path)
+        if v is not _MISSING and not isinstance(v, bool):
+            self.fail(path, v, "must be true or false")
+
+
+def _range_text(low, high, low_open: bool = False, high_open: bool = False) -> str:
+    if high is None:
+        return f"must be {'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"must be {'<' if high_open else '<='} {high}"
+    return f"is out of range {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def _energy_weights(ck: _Checker, path: str, *, not_all_zero: bool) -> None:
+    v = ck.get(path)
+    if v is _MISSING:
+        return
+    values = v if isinstance(v, (list, tuple)) else [v]
+    if not values:
+        ck.fail(path, v, "must be a number or a non-empty list of numbers")
+        return
+    for x in values:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            ck.fail(path, v, "must be a finite number or a list of finite numbers")
+            return
+    if any(x < 0 for x in values):
+        ck.fail(path, v, "must be >= 0 (every weight of the energy; a negative weight makes the energy "
+                         "unbounded below, so inference runs away instead of settling)")
+    elif not_all_zero and all(x == 0 for x in values):
+        ck.fail(path, v, "must not be all zero (the energy would not depend on the forward predictions)")
+
+
+def validate_config(c: dict) -> None:
+    """Check the ranges and choices of a plain config dict before a run starts; raise one
+    ``ConfigError`` naming every invalid field. Plugins must be loaded first (their models,
+    energies and trackers count as valid choices)."""
+    from .blocks import ACTIVATIONS
+    from .data import DATASETS
+    from .models import MODELS
+    from .models.resnet import STEMS
+    from .models.topdown import BACKWARD
+    from .models.vgg import SKIPS
+    from .norm import NORMS
+    from .tracking import BACKENDS, WandbTracker
+    from .train import LOOPS
+
+    ck = _Checker(c)
+    ck.integer("seed", 0, 2**32 - 1)
+
+    ck.choice("dataset.name", DATASETS)
+    for key in ("limit_train", "limit_test"):
+        ck.integer(f"dataset.{key}", 1, none_ok=True)
+    ck.choice("dataset.label_mode", ("fine", "coarse"))
+    ck.integer("dataset.augment.crop_padding", 0)
+    ck.integer("dataset.augment.crop_size", 1, none_ok=True)
+
+    ck.choice("model.name", sorted(MODELS))
+    ck.integer("model.width", 1)
+    ck.integer("model.depth", 1)
+    ck.integer("model.backward_from", 0)
+    ck.integer("model.fc_hidden", 0)
+    ck.number("model.width_multiplier", 0.0, low_open=True)
+    ck.choice("model.act", sorted(ACTIVATIONS))
+    ck.choice("model.backward", ("auto", *BACKWARD))
+    builder = MODELS.get(ck.get("model.name"))
+    if builder is not None and getattr(builder, "__module__", "").startswith("pcjax.models"):
+        import inspect
+
+        accepted = inspect.signature(builder).parameters
+        for key, choices in (("norm", NORMS), ("stem", STEMS), ("skip", SKIPS), ("init", ("default", "mup"))):
+            if key in accepted:
+                ck.choice(f"model.{key}", choices)
+
+    ck.integer("algorithm.T", 0)
+    ck.integer("algorithm.eval_steps", 0)
+    ck.number("algorithm.latent.lr", 0.0)
+    ck.number("algorithm.latent.momentum", 0.0, 1.0, high_open=True)
+    ck.number("algorithm.beta_increase", 0.0)
+
+    _energy_weights(ck, "energy.alpha", not_all_zero=True)
+    _energy_weights(ck, "energy.lam", not_all_zero=False)
+
+    ck.choice("optim.name", ("adamw", "adam", "sgd"))
+    ck.choice("optim.schedule", ("warmup_cosine", "constant"))
+    ck.number("optim.lr", 0.0)
+    ck.number("optim.weight_decay", 0.0)
+    ck.number("optim.warmup", 0.0, 1.0)
+    ck.number("optim.peak_factor", 0.0, low_open=True)
+    ck.number("optim.end_factor", 0.0)
+    ck.number("optim.momentum", 0.0, 1.0)
+    ck.number("optim.grad_clip", 0.0, low_open=True, none_ok=True)
+
+    ck.integer("trainer.epochs", 1)
+    ck.integer("trainer.batch_size", 1)
+    ck.integer("trainer.eval_batch_size", 1)
+    ck.integer("trainer.chunks_per_epoch", 1)
+    ck.number("trainer.val_fraction", 0.0, 0.99)
+    ck.choice("trainer.loop", LOOPS)
+    ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
+    for key in ("progress", "checkpoint", "extend_epochs"):
+        ck.boolean(f"trainer.{key}")
+    resume = ck.get("trainer.resume")
+    if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):
+        ck.fail("trainer.resume", resume, "must be false, true/latest or the path of a run directory")
+
+    backends = ck.get("tracking.backends")
+    if backends is not _MISSING:
+        names = backends.split(",") if isinstance(backends, str) else backends
+        if not isinstance(names, (list, tuple)):
+            ck.fail("tracking.backends", backends, "must be a list of backend names")
+        else:
+            bad = [n for n in names if str(n).strip().lower() not in BACKENDS]
+            if bad:
+                ck.fail("tracking.backends", backends, f"names unknown backend(s) {bad}; valid choices: "
+                                                       f"{', '.join(sorted(BACKENDS))}")
+    ck.choice("tracking.wandb.mode", WandbTracker.MODES)
+
+    if ck.problems:
+        if len(ck.problems) == 1:
+            raise ConfigError(ck.problems[0])
+        raise ConfigError(f"{len(ck.problems)} invalid config values:\n  " + "\n  ".join(ck.problems))

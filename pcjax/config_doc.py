@@ -82,6 +82,8 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.progress": "show a progress bar",
     "trainer.resume": "continue a run: false | true/latest (newest sibling run with a checkpoint) | a run directory",
     "trainer.checkpoint": "checkpoint the full training state after every epoch",
+    "trainer.extend_epochs": "resume: allow a larger trainer.epochs than the run started with (the lr schedule keeps its length)",
+    "trainer.divergence_threshold": "stop when |energy| or |loss| of a step exceeds this (null: only non-finite values stop)",
     "tracking.backends": "trackers: jsonl | console | wandb (offline unless tracking.wandb.mode says otherwise)",
     "tracking.wandb.mode": "wandb mode: offline (no network) | online | disabled",
     "tracking.wandb.project": "wandb project",

@@ -10,8 +10,24 @@ class ShapeError(PCJaxError, ValueError):
 
 
 class DivergenceError(PCJaxError, FloatingPointError):
-    """The energy became non-finite during training (names the layer and inference step)."""
+    """The energy became non-finite during training (names the layer and inference step), or its
+    magnitude passed ``trainer.divergence_threshold`` (names the threshold)."""
 
 
 class ConfigError(PCJaxError, ValueError):
     """An invalid configuration value (names the field and the valid choices or range)."""
+
+
+class RunLockedError(PCJaxError):
+    """Another live process holds the run directory's lock (names the directory and the holder's pid)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (a ``KeyboardInterrupt``) after its record was marked ``interrupted``.
+
+    ``run_dir`` is the run's directory; ``epochs_done`` the number of epochs its last checkpoint holds
+    (0 when none was written yet)."""
+
+    def __init__(self, run_dir: str, epochs_done: int = 0) -> None:
+        super().__init__(f"interrupted: {run_dir} ({epochs_done} epochs checkpointed)")
+        self.run_dir, self.epochs_done = run_dir, epochs_done

@@ -30,9 +30,11 @@ from .train import TrainerConfig, fit
 
 
 def to_dict(cfg: Any) -> dict:
-    """A plain, JSON-serialisable dict of a DictConfig or dataclass config."""
+    """A plain, JSON-serialisable dict of a DictConfig, dataclass or dict config."""
     if is_dataclass(cfg):
         return asdict(cfg)
+    if isinstance(cfg, dict):
+        return json.loads(json.dumps(cfg, default=str))
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True)
@@ -139,7 +141,9 @@ def beta_schedule(a: dict, seed: int):
 
 
 def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
-    """The run directory to continue: an explicit path, or the newest sibling run with a checkpoint."""
+    """The run directory to continue: an explicit path; for ``true``/``latest`` ``run_dir`` itself when
+    it holds a checkpoint, else the newest sibling run with one (run directory names sort by start
+    time); ``None`` for a fresh run."""
     if resume in (False, None, "false", "False"):
         return None
     if isinstance(resume, str) and resume not in ("true", "True", "latest"):
@@ -147,52 +151,146 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
         if not (path / "latest").exists():
             raise ConfigError(f"trainer.resume={resume}: no checkpoint found there (expected {path / 'latest'})")
         return path
+    if (run_dir / "latest").exists():
+        return run_dir
     candidates = sorted(p for p in run_dir.parent.glob("*") if (p / "latest").exists())
     return candidates[-1] if candidates else None
 
 
+def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:
+    """(config, schedule epochs, target epochs) of the run in ``run_dir``, from its latest checkpoint
+    (``record.json`` for checkpoints written before they carried the config)."""
+    from .checkpoint import CheckpointManager, read_checkpoint_meta
+    from .runs import read_record
+
+    latest = CheckpointManager(run_dir).latest_path()
+    meta = read_checkpoint_meta(latest) if latest is not None else {}
+    config = meta.get("config")
+    if config is None:
+        config = (read_record(run_dir) or {}).get("config")
+    if not isinstance(config, dict):
+        return None, None, None
+    epochs = int(config.get("trainer", {}).get("epochs", 0)) or None
+    return config, meta.get("schedule_epochs", epochs), meta.get("target_epochs", epochs)
+
+
+def _checkpointed_epochs(run_dir: Path) -> int:
+    """The epoch of the checkpoint ``latest`` names in ``run_dir`` (0 when there is none)."""
+    from .checkpoint import CheckpointManager
+
+    try:
+        latest = CheckpointManager(run_dir).latest_path()
+    except Exception:  # noqa: BLE001 - a corrupt pointer: report no checkpoint
+        return 0
+    m = CheckpointManager.PATTERN.match(latest.name) if latest is not None and latest.exists() else None
+    return int(m.group(1)) if m else 0
+
+
+def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
+    """Mark the run's record (``pcjax.runs.mark_record``) without masking the error being raised."""
+    import warnings
+
+    from .runs import mark_record
+
+    try:
+        mark_record(run_dir, status, meta, **fields)
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk; the original error matters more
+        warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
+
+
 def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
-    """Run one training job described by ``cfg``; returns its record (also written to run_dir)."""
+    """Run one training job described by ``cfg``; returns its record (also written to run_dir).
+
+    The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
+    then locks its directory (``RunLockedError`` when another live run holds it). Without
+    ``run_dir`` the run goes to ``outputs/<name>/seed<seed>/<start time>-<pid>``. Resuming checks
+    that the configuration's maths match the run's (``ConfigError`` listing the changed keys).
+    A failure after the run has started marks its record ``failed`` (``diverged`` on divergence) with
+    an ``error`` field; Ctrl-C marks it ``interrupted`` and raises :class:`~pcjax.errors.RunInterrupted`
+    (a ``KeyboardInterrupt``) carrying the run directory."""
+    import warnings
+
+    from .config import check_schema, validate_config
+    from .errors import RunInterrupted
+    from .runs import (RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir,
+                       describe_error)
+
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
-    d = c["dataset"]
-    check_choice("dataset.name", d["name"], DATASETS)
-    options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
-    data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
-                        limit_test=d["limit_test"], **options)
-    t = c["trainer"]
-    check_range("trainer.val_fraction", t["val_fraction"], 0.0, 0.99)
-    n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
-    steps = max(n_train // t["batch_size"], 1)
-    model, algo = build(c, steps, data.image_shape, data.num_classes)
+    check_schema(c)
+    validate_config(c)
+    d, t = c["dataset"], c["trainer"]
     label = algorithm_label(c)
     name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
-    run_dir = Path(run_dir or c.get("run_dir") or Path("outputs") / name / f"seed{c['seed']}")
+    run_dir = Path(run_dir or c.get("run_dir") or default_run_dir(name, c["seed"]))
     resume_dir = _resume_dir(run_dir, t["resume"])
     if resume_dir is not None:
         run_dir = resume_dir
-    aug = d["augment"]
-    tc = TrainerConfig(
-        epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
-        val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
-        loop=algo.runtime.loop,
-        augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
-        run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
-        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
-    )
-    from .tracking import make_tracker
-
-    tr = c["tracking"]
-    tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
     ref = c.get("reference") or {}
     meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
             "reference": ref if ref.get("value") is not None else None}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tracker.start(c, run_dir)
+    lock = RunLock(run_dir).acquire()
+    schedule_epochs, saved = t["epochs"], None
+    if resume_dir is not None:  # refusing leaves the run's files as they are
+        try:
+            saved, saved_schedule, saved_target = _saved_run(run_dir)
+            if saved is None:
+                warnings.warn(f"{run_dir}: neither its checkpoint nor its record holds the run's config; "
+                              "resuming without checking that the configuration is unchanged", stacklevel=2)
+            else:
+                check_resume_config(run_dir, saved, c, defaults=to_dict(Config()), saved_epochs=saved_target,
+                                    extend=bool(t.get("extend_epochs")))
+                schedule_epochs = saved_schedule
+        except BaseException:
+            lock.release()
+            raise
+    tracker, started = None, resume_dir is None  # a resumed run's record changes once fit() runs
     try:
+        if resume_dir is None:
+            archive_previous_run(run_dir)
+        meta["checkpoint_meta"] = {"config": saved or c,
+                                   "config_fingerprint": config_fingerprint(saved or c),
+                                   "schedule_epochs": schedule_epochs, "target_epochs": t["epochs"]}
+        options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
+        data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
+                            limit_test=d["limit_test"], **options)
+        n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
+        steps = max(n_train // t["batch_size"], 1)
+        # The learning-rate schedule spans the run's original epochs, also when it is extended.
+        model, algo = build({**c, "trainer": {**t, "epochs": schedule_epochs}}, steps, data.image_shape,
+                            data.num_classes)
+        aug = d["augment"]
+        tc = TrainerConfig(
+            epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
+            val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
+            loop=algo.runtime.loop,
+            augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
+            run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
+            beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
+            divergence_threshold=t.get("divergence_threshold", 1e12),
+        )
+        from .tracking import make_tracker
+
+        tr = c["tracking"]
+        tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
+        tracker.start(c, run_dir)
+        started = True
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+    except KeyboardInterrupt as err:
+        done = _checkpointed_epochs(run_dir)
+        if started:
+            _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done})
+        raise RunInterrupted(str(run_dir), done) from err
+    except Exception as err:
+        if started:
+            _mark(run_dir, "failed", meta, error=describe_error(err))
+        raise
     finally:
-        tracker.finish(None)
+        try:
+            if tracker is not None:
+                tracker.finish(None)
+        finally:
+            lock.release()
     record["run_dir"] = str(run_dir)
     return record
 

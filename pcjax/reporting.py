@@ -15,7 +15,8 @@ trials give one row each).  Each row reports two protocols:
   ``n - 2`` seeds when ``n >= 7`` (best 5 of 7), else over all seeds, flagged ``n<7``.
 
 Accuracies in records are fractions; everything reported here is in percent.  Runs with status
-``running`` are left out of the numbers (and flagged); ``diverged`` runs count and are flagged.
+``running`` or ``interrupted`` (unfinished) are left out of the numbers (and flagged); ``diverged``
+and ``failed`` runs count and are flagged.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class Record:
                                        "status", "inference_trace", "summary") if data.get(k) is not None}
         return cls(path=path, name=data["name"], dataset=data["dataset"], model=data["model"],
                    algorithm=data["algorithm"], epochs=sorted(epochs, key=lambda e: e["epoch"]), **kwargs)
+
+
+#: Statuses of runs that did not finish; they are flagged but left out of the numbers.
+UNFINISHED = ("running", "interrupted")
 
 
 def _read_record(path: Path) -> Record:
@@ -314,8 +319,8 @@ class Row:
 
     @property
     def used(self) -> list[Record]:
-        """Records that enter the numbers (all but ``running`` ones)."""
-        return [r for r in self.records if r.status != "running"]
+        """Records that enter the numbers (all but unfinished ones: ``running``, ``interrupted``)."""
+        return [r for r in self.records if r.status not in UNFINISHED]
 
     @property
     def strict(self) -> ProtocolResult:
@@ -361,7 +366,7 @@ class Row:
     def flags(self) -> list[str]:
         """Status flags: non-complete runs, duplicate seeds."""
         counts = Counter(r.status for r in self.records)
-        flags = [f"{n} {s}" + (" (excluded)" if s == "running" else "")
+        flags = [f"{n} {s}" + (" (excluded)" if s in UNFINISHED else "")
                  for s, n in sorted(counts.items()) if s != "complete"]
         seeds = Counter(r.seed for r in self.records if r.seed is not None)
         if any(n > 1 for n in seeds.values()):

@@ -7,15 +7,16 @@ per-sample augmentation and normalisation run inside it. ``loop="step"`` instead
 compiled step per batch from Python (same batches, keys and results): XLA:CPU compiles convolution
 gradients inside a loop whose carry holds the weights to a slow generic kernel (4-30x slower than the
 same step compiled on its own), so ``loop="auto"`` uses per-step dispatch for convnets on CPU. A step whose energy turns non-finite
-is not applied: training stops with a ``DivergenceError`` naming the batch, inference step and
-layer, and the last checkpoint and record stay as they were at the end of the previous epoch.
+(or whose |energy| or |loss| exceeds ``divergence_threshold``) is not applied: training stops with a
+``DivergenceError`` naming the batch, inference step and layer (or the threshold), and the last
+checkpoint and record stay as they were at the end of the previous epoch; only the record's
+``status`` and ``divergence`` fields change. A resumed run continues the record it finds in the run
+directory (its summary, inference trace and config are kept).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     beta_schedule: Callable[[int], float] | None = None
     loop: str = "auto"
+    divergence_threshold: float | None = 1e12
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -84,15 +86,16 @@ class TrainerConfig:
             raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.chunks_per_epoch < 1:
             raise ConfigError(f"trainer.chunks_per_epoch must be >= 1, got {self.chunks_per_epoch}")
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"trainer.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.divergence_threshold is not None and not self.divergence_threshold > 0:
+            raise ConfigError(f"trainer.divergence_threshold must be > 0 or null, got {self.divergence_threshold}")
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .runs import write_json_atomic
+
+    write_json_atomic(path, obj)
 
 
 def _to_float(x) -> float | list:
@@ -103,7 +106,8 @@ def _to_float(x) -> float | list:
 class _Compiled:
     """The compiled chunk-of-steps and evaluation functions for one algorithm and dataset."""
 
-    def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int):
+    def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int,
+                 threshold: float | None = None):
         mean, std = jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32)
         self.algorithm = algorithm
 
@@ -123,6 +127,8 @@ class _Compiled:
             y = jax.nn.one_hot(train_y[b_idx], num_classes)
             new, metrics = algorithm.train_step(st, x, y)
             finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
+            if threshold is not None:  # finite blow-ups count as divergence too
+                finite &= (jnp.abs(metrics["energy"]) <= threshold) & (jnp.abs(metrics["loss"]) <= threshold)
             if "layer_energy" in metrics:
                 finite &= jnp.all(jnp.isfinite(metrics["layer_energy"]))
             new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite & keep, a, b), new, st)
@@ -207,7 +213,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     nb = n // cfg.batch_size
     K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
     n_chunks = math.ceil(nb / K)
-    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes)
+    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold)
     loop = resolve_loop(cfg.loop, model)
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
@@ -228,6 +234,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         "hardware": hardware_info(), "git_commit": git_commit(), "status": "running",
         "epochs": [], "inference_trace": None, "summary": {},
     }
+    if (meta.get("checkpoint_meta") or {}).get("config_fingerprint"):
+        record["config_fingerprint"] = meta["checkpoint_meta"]["config_fingerprint"]
     start_epoch = 0
     if cfg.resume and manager is not None:
         restored = manager.restore_latest(eqx.filter(state, eqx.is_array))
@@ -235,8 +243,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
             arrays, ck_meta = restored
             state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
             start_epoch = int(ck_meta["epoch"])
-            record["epochs"] = ck_meta["epochs"]
-            record["summary"]["compile_seconds"] = ck_meta.get("compile_seconds")
+            record = _resumed_record(record, run_dir, ck_meta, cfg)
 
     # Compile once up front on an all-invalid chunk (the cond skips every step), so epoch times
     # exclude compilation.
@@ -295,7 +302,17 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         if bool(dead):
             finite = np.asarray(metrics["finite"])
             bad = int(np.argmax(mask & ~finite))
-            where = _first_nonfinite(metrics, bad)
+            values = {k: float(np.asarray(metrics[k])[bad]) for k in ("energy", "loss")}
+            if all(math.isfinite(v) for v in values.values()):  # finite, but beyond the threshold
+                key, value = max(values.items(), key=lambda kv: abs(kv[1]))
+                where = f"the {key} reached {value:.3g}"
+                what = (f"the {key} reached {value:.3g}, beyond trainer.divergence_threshold="
+                        f"{cfg.divergence_threshold:g}, in epoch {epoch + 1}, batch {bad}")
+                hint = " (raise trainer.divergence_threshold if such values are expected)"
+            else:
+                where = _first_nonfinite(metrics, bad)
+                what = f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}"
+                hint = ""
             record["status"] = "diverged"
             record["divergence"] = {"epoch": epoch + 1, "batch": bad, "where": where}
             if run_dir is not None:
@@ -303,9 +320,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
             if bar is not None:
                 bar.close()
             raise DivergenceError(
-                f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}. "
-                "Training stopped; the last good checkpoint and record (end of the previous epoch) are kept. "
-                "Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller weight lr."
+                f"{what}. Training stopped; the last good checkpoint and record (end of the previous epoch) are "
+                "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
+                f"weight lr{hint}."
             )
         means = {k: float(np.asarray(v)[mask].mean()) for k, v in metrics.items()
                  if k in ("loss", "energy", "acc")}
@@ -328,7 +345,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         _summarise(record)
         if manager is not None:
             manager.save(eqx.filter(state, eqx.is_array),
-                         {"epoch": epoch + 1, "epochs": record["epochs"],
+                         {**(meta.get("checkpoint_meta") or {}), "epoch": epoch + 1, "epochs": record["epochs"],
                           "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
         if run_dir is not None:
             _write_json_atomic(run_dir / "record.json", record)
@@ -341,6 +358,31 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     if run_dir is not None:
         _write_json_atomic(run_dir / "record.json", record)
     return state, record
+
+
+def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: TrainerConfig) -> dict:
+    """The record a resumed run continues: the run directory's ``record.json`` when it is intact
+    (summary, inference trace, config and everything else kept), else ``fresh``; the epochs always
+    come from the checkpoint, and a ``resumes`` entry notes where this process took over."""
+    from .runs import read_record
+
+    old = read_record(run_dir) if run_dir is not None else None
+    record = dict(old) if old is not None and old.get("schema") == fresh["schema"] else dict(fresh)
+    record["summary"] = dict(record.get("summary") or {})
+    previous = {k: record.pop(k) for k in ("divergence", "error", "interrupted") if k in record}
+    record.setdefault("resumes", [])
+    record["resumes"] = [*record["resumes"], {
+        "epoch": int(ck_meta["epoch"]), "previous_status": record.get("status"), **previous,
+        "git_commit": fresh.get("git_commit"), "device_kind": (fresh.get("hardware") or {}).get("device_kind")}]
+    record["status"] = "running"
+    record["epochs"] = ck_meta["epochs"]
+    if ck_meta.get("compile_seconds") is not None:
+        record["summary"]["compile_seconds"] = ck_meta.get("compile_seconds")
+    config = record.get("config") or {}
+    trainer = config.get("trainer") if isinstance(config, dict) else None
+    if isinstance(trainer, dict) and trainer.get("epochs") not in (None, cfg.epochs):  # an extended run
+        record["config"] = {**config, "trainer": {**trainer, "epochs": cfg.epochs, "extend_epochs": True}}
+    return record
 
 
 def _summarise(record: dict) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "ArrayDataset",
     "DATASETS",
     "DatasetError",
+    "LabelError",
     "channel_stats",
     "data_root",
     "load_dataset",
@@ -55,6 +56,10 @@ DEFAULT_ROOT = Path("~/.cache/pcjax")
 
 class DatasetError(PCJaxError):
     """A dataset file is missing, corrupt, fails verification or cannot be downloaded (a RuntimeError)."""
+
+
+class LabelError(DatasetError, ValueError):
+    """Labels outside ``[0, num_classes)`` (names the split, the count and the bad values)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,17 @@ class ArrayDataset:
             raise ValueError(f"{self.name}: mean/std need {c} channel values")
         if len(self.classes) != self.num_classes:
             raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes")
+        for split in ("train", "test"):
+            y = getattr(self, f"{split}_y")
+            bad = (y < 0) | (y >= self.num_classes)
+            if bad.any():
+                values = np.unique(y[bad])
+                shown = ", ".join(str(int(v)) for v in values[:5]) + (", ..." if values.size > 5 else "")
+                raise LabelError(
+                    f"{self.name}: {int(bad.sum())} of the {y.shape[0]} {split} labels lie outside "
+                    f"[0, {self.num_classes}) (num_classes={self.num_classes}); first bad value "
+                    f"{int(y[bad][0])} at index {int(np.argmax(bad))}; bad values: {shown}. Labels must be "
+                    "class indices 0 .. num_classes-1 (an out-of-range label has no one-hot target)")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

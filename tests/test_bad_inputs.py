@@ -1,0 +1,200 @@
+"""Bad inputs fail at start-up with a ConfigError naming the field (never a raw ValueError traceback),
+keys outside the schema fail wherever they come from, labels outside the classes are rejected, and
+finite blow-ups stop a run like non-finite ones."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pcjax as pj
+from pcjax.config import Config, check_schema, validate_config
+from pcjax.experiment import run_experiment, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny() -> Config:
+    c = Config()
+    c.dataset.limit_train, c.dataset.limit_test = 256, 100
+    c.model.width, c.model.depth = 16, 1
+    c.algorithm.T = 2
+    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = 1, 64, False
+    c.tracking.backends = ["jsonl"]
+    return c
+
+
+def _set(c: Config, key: str, value):
+    *parents, last = key.split(".")
+    node = c
+    for p in parents:
+        node = getattr(node, p)
+    setattr(node, last, value)
+    return c
+
+
+# (key, value, fragments the error names)
+CASES = [
+    ("dataset.limit_train", -5, ["dataset.limit_train=-5", ">= 1"]),
+    ("dataset.limit_test", 0, ["dataset.limit_test=0"]),
+    ("trainer.eval_batch_size", 0, ["trainer.eval_batch_size=0", ">= 1"]),
+    ("trainer.batch_size", 0, ["trainer.batch_size=0"]),
+    ("trainer.epochs", 0, ["trainer.epochs=0"]),
+    ("trainer.chunks_per_epoch", 0, ["trainer.chunks_per_epoch=0"]),
+    ("trainer.val_fraction", 1.5, ["trainer.val_fraction=1.5"]),
+    ("trainer.loop", "python", ["trainer.loop", "scan"]),
+    ("trainer.divergence_threshold", 0.0, ["trainer.divergence_threshold"]),
+    ("seed", -1, ["seed=-1"]),
+    ("model.depth", 0, ["model.depth=0", ">= 1"]),
+    ("model.width", 0, ["model.width=0"]),
+    ("model.backward", "foo", ["model.backward='foo'", "learned", "tied"]),
+    ("model.act", "swishy", ["model.act='swishy'", "gelu"]),
+    ("model.width_multiplier", 0.0, ["model.width_multiplier"]),
+    ("model.name", "nonet", ["model.name='nonet'", "mlp"]),
+    ("tracking.backends", ["foo"], ["tracking.backends", "foo", "jsonl"]),
+    ("tracking.wandb.mode", "sometimes", ["tracking.wandb.mode", "offline"]),
+    ("energy.lam", -0.1, ["energy.lam=-0.1", ">= 0", "unbounded below"]),
+    ("energy.lam", [0.1, -0.2], ["energy.lam=[0.1, -0.2]", ">= 0"]),
+    ("energy.alpha", -1.0, ["energy.alpha=-1.0", ">= 0"]),
+    ("energy.alpha", [0.0, 0.0], ["energy.alpha", "all zero"]),
+    ("energy.alpha", "heavy", ["energy.alpha", "number"]),
+    ("optim.lr", -1.0, ["optim.lr=-1.0"]),
+    ("optim.weight_decay", -0.1, ["optim.weight_decay"]),
+    ("optim.warmup", 2.0, ["optim.warmup"]),
+    ("optim.grad_clip", 0.0, ["optim.grad_clip"]),
+    ("algorithm.T", -1, ["algorithm.T=-1"]),
+    ("algorithm.latent.lr", -0.1, ["algorithm.latent.lr"]),
+    ("algorithm.latent.momentum", 1.0, ["algorithm.latent.momentum"]),
+    ("dataset.name", "imagenet22k", ["dataset.name", "digits"]),
+]
+
+
+@pytest.mark.parametrize("key,value,fragments", CASES, ids=[f"{k}={v}" for k, v, _ in CASES])
+def test_bad_value_is_a_config_error_naming_the_field(key, value, fragments, tmp_path):
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(_set(tiny(), key, value), run_dir=tmp_path / "run")
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+    assert not (tmp_path / "run").exists()  # refused before the run started: nothing written
+
+
+def test_every_invalid_field_is_named_at_once():
+    c = to_dict(_set(_set(tiny(), "model.depth", 0), "seed", -3))
+    with pytest.raises(pj.ConfigError, match=r"2 invalid config values") as err:
+        validate_config(c)
+    assert "model.depth=0" in str(err.value) and "seed=-3" in str(err.value)
+
+
+def test_the_defaults_and_every_experiment_config_are_valid():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pcjax.config import check_schema, register_configs
+
+    validate_config(to_dict(Config()))
+    register_configs()
+    experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        c = OmegaConf.to_container(compose("config"), resolve=True)
+        assert c["trainer"]["divergence_threshold"] == 1e12  # a float, not the YAML string "1e12"
+        for name in [None, *experiments]:
+            c = OmegaConf.to_container(compose("config", overrides=[f"experiment={name}"] if name else []),
+                                       resolve=True)
+            check_schema(c)
+            validate_config(c)
+
+
+def _cli(args, cwd):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_bad_value_exits_2_without_traceback(tmp_path):
+    proc = _cli(["dataset.limit_train=-5", "model.backward=foo", "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "ValueError" not in proc.stderr
+    assert "error: 2 invalid config values" in proc.stderr
+    assert "dataset.limit_train=-5" in proc.stderr and "model.backward='foo'" in proc.stderr
+
+
+def test_finite_blow_up_beyond_the_threshold_stops_the_run(tmp_path):
+    """|energy| or |loss| above trainer.divergence_threshold counts as divergence (here a threshold far
+    below the normal energy stands in for an energy that grew to 1e26 while staying finite)."""
+    c = tiny()
+    c.trainer.divergence_threshold = 1e-6
+    with pytest.raises(pj.DivergenceError) as err:
+        run_experiment(c, run_dir=tmp_path)
+    msg = str(err.value)
+    assert "trainer.divergence_threshold=1e-06" in msg and "epoch 1, batch 0" in msg
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "diverged" and record["epochs"] == []
+    assert "DivergenceError" in record["error"] and "reached" in record["divergence"]["where"]
+
+
+# ------------------------------------------------------------------------- keys outside the schema
+def test_plus_key_outside_the_schema_is_rejected(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from pcjax.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=["+trainer.epoch=1", "trainer.progress=false"])
+        free = compose("config", overrides=["+lalr.params.my_option=2"])
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(cfg, run_dir=tmp_path / "run")
+    assert "'trainer.epoch'" in str(err.value) and "did you mean 'trainer.epochs'" in str(err.value)
+    assert not (tmp_path / "run").exists()
+    from omegaconf import OmegaConf
+
+    check_schema(OmegaConf.to_container(free, resolve=True))  # free-form dicts are not looked into
+    with pytest.raises(pj.ConfigError, match=r"(?s)2 unknown config keys.*'modle'.*'model'.*optim.lrr.*optim.lr"):
+        check_schema({"modle": {}, "optim": {"lrr": 1}})
+
+
+def test_allowed_keys_come_from_the_dataclasses():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Algo:
+        compute_dtype: str = "float32"
+
+    @dataclass
+    class Schema:
+        algorithm: Algo = field(default_factory=Algo)
+        params: dict = field(default_factory=dict)
+
+    check_schema({"algorithm": {"compute_dtype": "bfloat16"}, "params": {"anything": {"goes": 1}}}, Schema)
+    with pytest.raises(pj.ConfigError, match="did you mean 'algorithm.compute_dtype'"):
+        check_schema({"algorithm": {"compute_dtyp": "bfloat16"}}, Schema)
+
+
+def test_cli_plus_key_fails(tmp_path):
+    proc = _cli(["+trainer.epoch=1", "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "unknown config key 'trainer.epoch'" in proc.stderr and "trainer.epochs" in proc.stderr
+    assert not list(tmp_path.rglob("record.json"))
+
+
+# ---------------------------------------------------------------------------- labels in range
+@pytest.mark.parametrize("split,labels,bad", [("train", [0, 1, 12, 3, 12], "12"), ("test", [0, -1, 2, 1], "-1")])
+def test_array_dataset_rejects_labels_outside_the_classes(split, labels, bad):
+    from pcjax.data import ArrayDataset
+    from pcjax.data.dataset import LabelError
+
+    y = np.asarray(labels, np.int32)
+    good = np.zeros(len(labels), np.int32)
+    x = np.zeros((len(labels), 2, 2, 1), np.uint8)
+    ys = {"train_y": y, "test_y": good} if split == "train" else {"train_y": good, "test_y": y}
+    with pytest.raises(LabelError) as err:
+        ArrayDataset("toy", x, ys["train_y"], x, ys["test_y"], 10, (0.5,), (0.2,), tuple(map(str, range(10))))
+    msg = str(err.value)
+    n_bad = sum(1 for v in labels if not 0 <= v < 10)
+    assert f"{n_bad} of the {len(labels)} {split} labels" in msg and f"first bad value {bad}" in msg
+    assert "[0, 10)" in msg
+    assert isinstance(err.value, ValueError) and isinstance(err.value, pj.PCJaxError)
