@@ -125,6 +125,7 @@ class TrainerCfg:
     checkpoint: bool = True
     extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
+    diagnostics: bool = False
 
 
 @dataclass
@@ -392,7 +393,7 @@ def validate_config(c: dict) -> None:
     ck.number("trainer.val_fraction", 0.0, 0.99)
     ck.choice("trainer.loop", LOOPS)
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
-    for key in ("progress", "checkpoint", "extend_epochs"):
+    for key in ("progress", "checkpoint", "extend_epochs", "diagnostics"):
         ck.boolean(f"trainer.{key}")
     resume = ck.get("trainer.resume")
     if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):

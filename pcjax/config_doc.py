@@ -83,6 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.resume": "continue a run: false | true/latest (newest sibling run with a checkpoint) | a run directory",
     "trainer.checkpoint": "checkpoint the full training state after every epoch",
     "trainer.extend_epochs": "resume: allow a larger trainer.epochs than the run started with (the lr schedule keeps its length)",
+    "trainer.diagnostics": "record per-layer update norms, backprop gradient norms and their cosines every epoch",
     "trainer.divergence_threshold": "stop when |energy| or |loss| of a step exceeds this (null: only non-finite values stop)",
     "tracking.backends": "trackers: jsonl | console | wandb (offline unless tracking.wandb.mode says otherwise)",
     "tracking.wandb.mode": "wandb mode: offline (no network) | online | disabled",

@@ -267,7 +267,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
             augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
             run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
             beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
-            divergence_threshold=t.get("divergence_threshold", 1e12),
+            divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
         )
         from .tracking import make_tracker
 

@@ -74,6 +74,7 @@ class TrainerConfig:
     beta_schedule: Callable[[int], float] | None = None
     loop: str = "auto"
     divergence_threshold: float | None = 1e12
+    diagnostics: bool = False
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -173,6 +174,7 @@ class _Compiled:
         self.chunk = eqx.filter_jit(chunk)
         self.step = eqx.filter_jit(step)
         self.evaluate = eqx.filter_jit(evaluate)
+        self.prep_eval = prep_eval
 
 
 def _first_nonfinite(metrics: dict, bad: int) -> str:
@@ -214,6 +216,16 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
     n_chunks = math.ceil(nb / K)
     compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold)
+    diagnose, diag_batch = None, None
+    if cfg.diagnostics:  # per-layer update norms and cosines with backprop on a fixed training batch
+        from .diagnostics import Diagnostics
+
+        loss = getattr(getattr(algorithm, "config", None), "energy", None)
+        loss = loss.output if loss is not None else getattr(algorithm, "loss", "gaussian")
+        diagnose = Diagnostics(algorithm, loss if isinstance(loss, str) else "gaussian")
+        b = min(cfg.batch_size, train.train_x.shape[0])
+        diag_batch = (compiled.prep_eval(jnp.asarray(train.train_x[:b])),
+                      jax.nn.one_hot(jnp.asarray(train.train_y[:b]), data.num_classes))
     loop = resolve_loop(cfg.loop, model)
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
@@ -324,8 +336,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
                 "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
                 f"weight lr{hint}."
             )
+        # every per-step scalar metric (a custom algorithm's own included) reaches the record and trackers
         means = {k: float(np.asarray(v)[mask].mean()) for k, v in metrics.items()
-                 if k in ("loss", "energy", "acc")}
+                 if k not in ("valid", "finite") and np.asarray(v).ndim == 1}
         if "layer_energy" in metrics:
             trace_sum = np.asarray(metrics["layer_energy"])[mask].mean(axis=0)
         t_eval = time.perf_counter()
@@ -335,6 +348,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
                  "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
                  "eval_seconds": time.perf_counter() - t_eval}
+        entry.update({f"train_{k}": v for k, v in means.items() if k not in ("loss", "energy", "acc")})
+        if diagnose is not None:
+            entry["diagnostics"] = diagnose(state, *diag_batch)
         if trace_sum is not None:
             entry["layer_energy"] = trace_sum[-1].tolist()
             for key in ("step_scale", "error_norm"):

@@ -35,3 +35,32 @@ def test_soft_nudged_epc_aligns_with_backprop_and_state_pc_decays_with_depth():
     # one inference step: only the top two blocks have an error to learn from
     assert d["update_norm"][0] == 0.0 and d["update_norm"][1] == 0.0 and d["update_norm"][-1] > 0
     assert np.asarray(d["layer_energy"]).shape == (2, net.num_nodes)
+
+
+def test_fit_records_custom_metrics_and_per_epoch_diagnostics(tmp_path):
+    from pcjax.data import load_dataset
+    from pcjax.train import TrainerConfig, fit
+
+    class WithMetric(pj.PC):
+        """PC that also reports the mean output activation (a custom metric)."""
+
+        def train_step(self, state, x, y):
+            new, metrics = super().train_step(state, x, y)
+            return new, dict(metrics, out_mean=jnp.mean(state.model(x)))
+
+    data = load_dataset("digits", limit_train=256)
+    net = pj.build_model("mlp", data.image_shape, 10, key=jax.random.PRNGKey(0), width=16, depth=2)
+    algo = WithMetric(pj.PCConfig(T=3, latent=pj.LatentOptim(lr=0.1)), pj.WeightOptim(lr=1e-3), 12)
+    logged = []
+
+    class Tracker:
+        def start(self, config, run_dir): ...
+        def log(self, metrics, step): logged.append(metrics)
+        def finish(self, status): ...
+
+    _, record = fit(algo, net, data, TrainerConfig(epochs=2, batch_size=32, progress=False, diagnostics=True,
+                                                   run_dir=str(tmp_path)), tracker=Tracker())
+    for entry, log in zip(record["epochs"], logged):
+        assert np.isfinite(entry["train_out_mean"]) and log["train_out_mean"] == entry["train_out_mean"]
+        d = entry["diagnostics"]
+        assert len(d["cosine_bp"]) == net.num_nodes and np.asarray(d["layer_energy"]).shape == (4, net.num_nodes)
