@@ -1,9 +1,9 @@
-"""Train one configuration: ``python experiments/train.py [overrides...]`` (Hydra).
+"""Train one configuration: ``python experiments/train.py [overrides...]`` (Hydra; ``pcjax train`` is the same).
 
 Examples::
 
     python experiments/train.py                                   # digits, bidirectional PC + LALR
-    python experiments/train.py algorithm=pc energy=gaussian lalr=constant
+    python experiments/train.py algorithm=pc
     python experiments/train.py experiment=mnist_mlp_pc_se
     python experiments/train.py -m experiment=mnist_mlp_pc_se seed=0,1,2
     python experiments/train.py experiment=mnist_mlp_pc_se trainer.resume=true
@@ -12,100 +12,15 @@ The last printed line is one JSON object summarising the run. Exit status: 0 on 
 error (``error: ...`` on stderr); 130 after Ctrl-C (the record is marked ``interrupted`` and the
 command that resumes the run is printed). In a sweep (``-m``) a failing job is recorded as failed
 (``record.json`` with ``status`` and ``error`` in its directory) and the other jobs still run; the
-sweep ends with a list of the failed jobs and exit status 1.
+sweep ends with a list of the failed jobs and exit status 1. See ``pcjax/app.py``.
 """
 
-from __future__ import annotations
-
-import os
-import shlex
 import sys
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from pcjax.config import register_configs  # noqa: E402
-from pcjax.errors import PCJaxError, RunInterrupted  # noqa: E402
-from pcjax.plugins import load_plugins, plugins_from_overrides  # noqa: E402
-
-register_configs()
-try:  # before composition: a plugin's algorithms are config-group choices (algorithm=my_rule)
-    load_plugins(plugins_from_overrides(sys.argv[1:]))
-except PCJaxError as err:
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _resume_command(overrides: list[str], run_dir: str) -> str:
-    keep = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
-    return " ".join(["python experiments/train.py", *map(shlex.quote, keep), shlex.quote(f"trainer.resume={run_dir}")])
-
-
-def _interrupted(err: KeyboardInterrupt, overrides: list[str]) -> None:
-    if isinstance(err, RunInterrupted):
-        if err.epochs_done:
-            print(f"interrupted: training stopped; {err.run_dir}/record.json is marked 'interrupted' and the "
-                  f"checkpoint of epoch {err.epochs_done} is kept. Resume with:\n"
-                  f"  {_resume_command(overrides, err.run_dir)}", file=sys.stderr, flush=True)
-        else:
-            print(f"interrupted: training stopped before the first epoch ended ({err.run_dir}/record.json is "
-                  "marked 'interrupted'; no checkpoint was written): run the command again to start over.",
-                  file=sys.stderr, flush=True)
-    else:
-        print("interrupted before training started.", file=sys.stderr, flush=True)
-    sys.exit(130)
-
-
-def _record_job_failure(job_dir: str, cfg: DictConfig, err: BaseException, overrides: list[str]) -> None:
-    """The failure record of a sweep job, unless the run already marked its record in ``job_dir``."""
-    from pcjax.runs import BAD_STATUSES, describe_error, job_meta, mark_record, read_record
-
-    record = read_record(job_dir)
-    if record is not None and record.get("status") in BAD_STATUSES and record.get("status") != "running":
-        if "overrides" not in record:
-            mark_record(job_dir, record["status"], overrides=overrides)
-        return
-    mark_record(job_dir, "failed", job_meta(cfg), error=describe_error(err), overrides=overrides)
-
-
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    import logging
-
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    from pcjax.experiment import run_experiment, summary_line
-
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    overrides = list(hc.overrides.task)
-    job_dir = hc.runtime.output_dir
-    try:
-        record = run_experiment(cfg, run_dir=job_dir)
-    except KeyboardInterrupt as err:  # Ctrl-C stops the run (and a sweep) without a traceback
-        _interrupted(err, overrides)
-    except Exception as err:  # noqa: BLE001 - in a sweep every failure is recorded and the sweep goes on
-        if not multirun:
-            if isinstance(err, PCJaxError):
-                print(f"error: {err}", file=sys.stderr)
-                sys.exit(2)
-            raise
-        if isinstance(err, PCJaxError):
-            print(f"error: job {hc.job.num} ({' '.join(overrides)}): {err}", file=sys.stderr, flush=True)
-        else:
-            traceback.print_exc()
-        _record_job_failure(job_dir, cfg, err, overrides)
-        return None
-    print(summary_line(record), flush=True)
-    # Sweepers (e.g. Optuna) maximise this: the validation accuracy, never the test accuracy.
-    return record["summary"].get("val_acc")
-
+from pcjax.app import train_main  # noqa: E402
 
 if __name__ == "__main__":
-    os.environ.setdefault("WANDB_MODE", "offline")
-    main()
+    train_main()

@@ -1,9 +1,10 @@
 """pcjax: energy-based predictive-coding networks in JAX."""
 
-from . import energies, lalr
+from . import energies, lalr, train
 from .algorithms import (EPC, PC, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, ForwardUpdate,
                          Incremental, PCConfig, SoftNudge, TrainState, algorithm_params, available_algorithms,
                          get_algorithm, register_algorithm)
+from .cli import load_config
 from .blocks import Conv, Dense, Identity, Sequential, Upsample
 from .energies import available_energies, get_energy, register_energy
 from .errors import ConfigError, DivergenceError, PCJaxError, ShapeError
@@ -24,5 +25,5 @@ __all__ = [
     "available_energies", "get_energy", "register_energy", "ConfigError", "DivergenceError", "PCJaxError",
     "ShapeError", "Inference", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",
     "Network", "Tied", "EnergySpec", "LayerEnergies", "network_energy", "WeightOptim", "Runtime", "resolve_runtime",
-    "energies", "lalr",
+    "energies", "lalr", "load_config", "train",
 ]

@@ -17,7 +17,9 @@ directory (its summary, inference trace and config are kept).
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,3 +418,16 @@ def _summarise(record: dict) -> None:
         best_test_acc=max(e["test_acc"] for e in epochs), last_test_acc=epochs[-1]["test_acc"],
         seconds_per_epoch=float(np.mean(secs[1:] if len(secs) > 1 else secs)),
     )
+
+
+class _TrainModule(types.ModuleType):
+    """``pcjax.train`` is this module and also callable: ``pcjax.train(cfg)`` trains a configuration."""
+
+    def __call__(self, cfg=None, run_dir=None) -> dict:
+        """Train ``cfg`` (``pcjax.load_config(...)``, a plain dict, or None: the default run); the record."""
+        from .cli import train
+
+        return train(cfg, run_dir)
+
+
+sys.modules[__name__].__class__ = _TrainModule

@@ -1,0 +1,87 @@
+"""The ``pcjax`` command: ``pcjax train [overrides...]``, ``pcjax table RUNS...``, ``pcjax sync RUNS...``,
+``pcjax bench ...``; and the Python entry points ``load_config`` and ``train``.
+
+    pcjax train algorithm=epc trainer.epochs=5          # Hydra overrides, configs shipped in the package
+    pcjax train -m experiment=mnist_mlp_pc_se seed=0,1,2
+    pcjax table multirun/                               # tables and plots beside the runs
+    pcjax sync multirun/                                # upload the offline wandb runs under a folder
+    pcjax bench --workload mlp                          # benchmarks.speed (from a repository checkout)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def load_config(experiment: str | None = None, overrides: list[str] | None = None):
+    """The composed configuration (an OmegaConf ``DictConfig``) of ``experiment`` (a name in
+    ``conf/experiment/``, or None for the default run) with Hydra ``overrides`` applied."""
+    from hydra import compose, initialize_config_module
+
+    from .config import register_configs
+    from .plugins import load_plugins, plugins_from_overrides
+
+    register_configs()
+    overrides = list(overrides or [])
+    load_plugins(plugins_from_overrides(overrides))
+    if experiment:
+        overrides = [f"experiment={experiment}", *overrides]
+    with initialize_config_module(config_module="pcjax.conf", version_base=None):
+        return compose("config", overrides=overrides)
+
+
+def train(cfg=None, run_dir: str | None = None) -> dict:
+    """Train the configuration ``cfg`` (``load_config(...)``, a plain dict, or None for the default
+    run); returns the run record."""
+    from .experiment import run_experiment
+
+    return run_experiment(cfg if cfg is not None else load_config(), run_dir=run_dir)
+
+
+def offline_runs(paths: list[str]) -> list[Path]:
+    """The offline wandb run directories (``offline-run-*``) under ``paths``."""
+    found = []
+    for p in paths:
+        found += sorted(q for q in Path(p).rglob("offline-run-*") if q.is_dir())
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pcjax`` console command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "train":
+        from .app import train_main
+
+        train_main(rest, prog="pcjax train")
+        return 0
+    if cmd == "table":
+        from .tables import main as table_main
+
+        return table_main(rest, prog="pcjax table")
+    if cmd == "sync":
+        runs = offline_runs(rest or ["."])
+        if not runs:
+            print(f"error: no offline wandb runs (offline-run-*) under {' '.join(rest or ['.'])}", file=sys.stderr)
+            return 2
+        return subprocess.call(["wandb", "sync", *map(str, runs)])
+    if cmd == "bench":
+        try:
+            import benchmarks.speed  # noqa: F401
+        except ImportError:
+            print("error: pcjax bench runs benchmarks/ from a repository checkout (cd into it)", file=sys.stderr)
+            return 2
+        return subprocess.call([sys.executable, "-m", "benchmarks.speed", *rest])
+    print(f"error: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""A wheel install works from any folder: the configs ship in the package, `pcjax train` trains digits."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_install_trains_digits_from_an_empty_folder(tmp_path):
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = wheels.glob("pcjax-*.whl")
+    target = tmp_path / "site"
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                           str(wheel)], capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stderr[-2000:]
+    assert (target / "pcjax" / "conf" / "config.yaml").exists()
+    assert (target / "pcjax" / "conf" / "experiment" / "mnist_mlp_pc_se.yaml").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(target), WANDB_MODE="offline", WANDB_SILENT="true")
+    where = subprocess.run([sys.executable, "-c", "import pcjax; print(pcjax.__file__)"], cwd=empty, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert where.stdout.strip().startswith(str(target)), where.stdout + where.stderr
+    script = target / "bin" / "pcjax"
+    assert script.exists()
+    proc = subprocess.run([sys.executable, str(script), "train", "algorithm=pc", "trainer.epochs=3",
+                           "trainer.progress=false"], cwd=empty, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["dataset"] == "digits" and summary["algorithm"] == "pc-se" and summary["test_acc"] > 0.5
+    assert Path(summary["run_dir"]).resolve().is_relative_to(empty.resolve())
+    help_out = subprocess.run([sys.executable, str(script), "--help"], cwd=empty, env=env, capture_output=True,
+                              text=True, timeout=60).stdout
+    assert "pcjax train" in help_out
