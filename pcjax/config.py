@@ -126,6 +126,7 @@ class TrainerCfg:
     extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
     diagnostics: bool = False
+    devices: Any = 1
 
 
 @dataclass
@@ -395,6 +396,10 @@ def validate_config(c: dict) -> None:
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
     for key in ("progress", "checkpoint", "extend_epochs", "diagnostics"):
         ck.boolean(f"trainer.{key}")
+    devices = ck.get("trainer.devices")
+    if devices is not _MISSING and not (devices == "all" or (isinstance(devices, int) and not isinstance(devices, bool)
+                                                           and devices >= 1)):
+        ck.fail("trainer.devices", devices, "must be an integer >= 1 or 'all'")
     resume = ck.get("trainer.resume")
     if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):
         ck.fail("trainer.resume", resume, "must be false, true/latest or the path of a run directory")
