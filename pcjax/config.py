@@ -167,8 +167,10 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml) and the
-    ``${pid:}`` resolver (the process id) that makes default run directories unique."""
+    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml), the
+    ``${pid:}`` resolver (the process id) that makes default run directories unique and the
+    ``${sqlite_in:DIR}`` resolver (the URL of ``DIR/optuna.db``, creating ``DIR``: Optuna opens its
+    storage before Hydra creates the sweep directory)."""
     import os
 
     from hydra.core.config_store import ConfigStore
@@ -177,6 +179,18 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", lambda: os.getpid())
+    if not OmegaConf.has_resolver("sqlite_in"):
+        OmegaConf.register_new_resolver("sqlite_in", _sqlite_in)
+
+
+def _sqlite_in(directory: str, name: str = "optuna.db") -> str:
+    """``sqlite:///ABS/DIR/NAME`` with ``DIR`` created (an absolute path, so workers started from other
+    directories share the same file)."""
+    from pathlib import Path
+
+    path = Path(directory).expanduser().absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / name}"
 
 
 def check_choice(field_name: str, value: str, choices) -> None:
