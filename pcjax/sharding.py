@@ -53,6 +53,7 @@ class DataParallel:
 
     @property
     def replicated(self) -> NamedSharding:
+        """A full copy on every device of the mesh."""
         return NamedSharding(self.mesh, P())
 
     def shard_batch(self, x):
