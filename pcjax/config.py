@@ -126,6 +126,7 @@ class TrainerCfg:
     extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
     diagnostics: bool = False
+    devices: Any = 1
 
 
 @dataclass
@@ -166,8 +167,10 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml) and the
-    ``${pid:}`` resolver (the process id) that makes default run directories unique."""
+    """Register the schema with Hydra's ConfigStore (``config_schema`` in conf/config.yaml), the
+    ``${pid:}`` resolver (the process id) that makes default run directories unique and the
+    ``${sqlite_in:DIR}`` resolver (the URL of ``DIR/optuna.db``, creating ``DIR``: Optuna opens its
+    storage before Hydra creates the sweep directory)."""
     import os
 
     from hydra.core.config_store import ConfigStore
@@ -176,6 +179,18 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", lambda: os.getpid())
+    if not OmegaConf.has_resolver("sqlite_in"):
+        OmegaConf.register_new_resolver("sqlite_in", _sqlite_in)
+
+
+def _sqlite_in(directory: str, name: str = "optuna.db") -> str:
+    """``sqlite:///ABS/DIR/NAME`` with ``DIR`` created (an absolute path, so workers started from other
+    directories share the same file)."""
+    from pathlib import Path
+
+    path = Path(directory).expanduser().absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / name}"
 
 
 def check_choice(field_name: str, value: str, choices) -> None:
@@ -395,6 +410,10 @@ def validate_config(c: dict) -> None:
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
     for key in ("progress", "checkpoint", "extend_epochs", "diagnostics"):
         ck.boolean(f"trainer.{key}")
+    devices = ck.get("trainer.devices")
+    if devices is not _MISSING and not (devices == "all" or (isinstance(devices, int) and not isinstance(devices, bool)
+                                                           and devices >= 1)):
+        ck.fail("trainer.devices", devices, "must be an integer >= 1 or 'all'")
     resume = ck.get("trainer.resume")
     if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):
         ck.fail("trainer.resume", resume, "must be false, true/latest or the path of a run directory")

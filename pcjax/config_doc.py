@@ -78,6 +78,7 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.eval_batch_size": "evaluation batch size",
     "trainer.val_fraction": "fraction of the training set held out for validation (the strict protocol's model selection)",
     "trainer.chunks_per_epoch": "compiled chunks per epoch (how often the progress bar advances)",
+    "trainer.devices": "data-parallel devices: 1 | an integer | all (batch split over them, weights replicated; batch sizes must divide evenly)",
     "trainer.loop": "epoch loop: auto | scan (all steps in one compiled scan) | step (one dispatch per batch)",
     "trainer.progress": "show a progress bar",
     "trainer.resume": "continue a run: false | true/latest (newest sibling run with a checkpoint) | a run directory",

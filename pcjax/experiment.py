@@ -268,6 +268,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
             run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
             beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
             divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
+            devices=t.get("devices", 1),
         )
         from .tracking import make_tracker
 
@@ -303,5 +304,6 @@ def summary_line(record: dict) -> str:
         "algorithm": record["algorithm"], "seed": record["seed"], "epochs": len(record["epochs"]),
         "test_acc": s.get("test_acc"), "val_acc": s.get("val_acc"), "best_test_acc": s.get("best_test_acc"),
         "seconds_per_epoch": s.get("seconds_per_epoch"), "compile_seconds": s.get("compile_seconds"),
-        "device": record["hardware"].get("device_kind"), "run_dir": record.get("run_dir"),
+        "device": record["hardware"].get("device_kind"), "devices": record["hardware"].get("devices", 1),
+        "run_dir": record.get("run_dir"),
     })

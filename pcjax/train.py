@@ -77,6 +77,7 @@ class TrainerConfig:
     loop: str = "auto"
     divergence_threshold: float | None = 1e12
     diagnostics: bool = False
+    devices: int | str = 1
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -110,9 +111,11 @@ class _Compiled:
     """The compiled chunk-of-steps and evaluation functions for one algorithm and dataset."""
 
     def __init__(self, algorithm, data: ArrayDataset, spec: AugmentSpec, num_classes: int,
-                 threshold: float | None = None):
+                 threshold: float | None = None, parallel=None):
         mean, std = jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32)
         self.algorithm = algorithm
+        # with several devices the batch is split over the mesh's data axis (see pcjax.sharding)
+        shard = parallel.shard_batch if parallel is not None else (lambda a: a)
 
         def prep_train(key, xb):
             xb = augment(key, xb, spec)
@@ -126,8 +129,8 @@ class _Compiled:
         def guarded_step(st, train_x, train_y, key, b_idx, keep):
             """One training step on batch ``b_idx``; the state only changes where ``keep`` holds and
             the energy and loss stayed finite. Returns (state, metrics, finite)."""
-            x = prep_train(key, train_x[b_idx])
-            y = jax.nn.one_hot(train_y[b_idx], num_classes)
+            x = shard(prep_train(key, shard(train_x[b_idx])))
+            y = shard(jax.nn.one_hot(train_y[b_idx], num_classes))
             new, metrics = algorithm.train_step(st, x, y)
             finite = jnp.isfinite(metrics["energy"]) & jnp.isfinite(metrics["loss"])
             if threshold is not None:  # finite blow-ups count as divergence too
@@ -166,7 +169,7 @@ class _Compiled:
         def evaluate(state, xs, ys, idx, mask):
             def body(total, inputs):
                 b_idx, m = inputs
-                out = algorithm.eval_step(state, prep_eval(xs[b_idx]))
+                out = algorithm.eval_step(state, shard(prep_eval(shard(xs[b_idx]))))
                 correct = (jnp.argmax(out, -1) == ys[b_idx]) & m
                 return total + correct.sum(), None
 
@@ -217,7 +220,10 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     nb = n // cfg.batch_size
     K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
     n_chunks = math.ceil(nb / K)
-    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold)
+    from .sharding import data_parallel
+
+    parallel = data_parallel(cfg.devices, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size)
+    compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold, parallel)
     diagnose, diag_batch = None, None
     if cfg.diagnostics:  # per-layer update norms and cosines with backprop on a fixed training batch
         from .diagnostics import Diagnostics
@@ -232,6 +238,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
         val_x=val_x, val_y=val_y).items()}
+    if parallel is not None:
+        dev = parallel.replicate(dev)
     test_idx, test_mask = eval_batches(data.test_x.shape[0], cfg.eval_batch_size)
     val_idx, val_mask = eval_batches(max(val_x.shape[0], 1), cfg.eval_batch_size)
 
@@ -241,11 +249,14 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         run_dir.mkdir(parents=True, exist_ok=True)
         manager = CheckpointManager(run_dir, keep=cfg.keep_checkpoints) if cfg.checkpoint else None
     state = algorithm.init(model)
+    if parallel is not None:
+        state = parallel.replicate(state)
     base_key = jax.random.PRNGKey(cfg.seed)
     record: dict[str, Any] = {
         "schema": 1, **{k: meta.get(k) for k in ("name", "dataset", "model", "algorithm")},
         "seed": cfg.seed, "config": meta.get("config", {}), "reference": meta.get("reference"),
-        "hardware": hardware_info(), "git_commit": git_commit(), "status": "running",
+        "hardware": {**hardware_info(), "devices": 1 if parallel is None else parallel.n},
+        "git_commit": git_commit(), "status": "running",
         "epochs": [], "inference_trace": None, "summary": {},
     }
     if (meta.get("checkpoint_meta") or {}).get("config_fingerprint"):
@@ -256,6 +267,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         if restored is not None:
             arrays, ck_meta = restored
             state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
+            if parallel is not None:
+                state = parallel.replicate(state)
             start_epoch = int(ck_meta["epoch"])
             record = _resumed_record(record, run_dir, ck_meta, cfg)
 
@@ -391,7 +404,8 @@ def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: Train
     record.setdefault("resumes", [])
     record["resumes"] = [*record["resumes"], {
         "epoch": int(ck_meta["epoch"]), "previous_status": record.get("status"), **previous,
-        "git_commit": fresh.get("git_commit"), "device_kind": (fresh.get("hardware") or {}).get("device_kind")}]
+        "git_commit": fresh.get("git_commit"), "device_kind": (fresh.get("hardware") or {}).get("device_kind"),
+        "devices": (fresh.get("hardware") or {}).get("devices", 1)}]
     record["status"] = "running"
     record["epochs"] = ck_meta["epochs"]
     if ck_meta.get("compile_seconds") is not None:
