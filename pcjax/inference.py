@@ -16,7 +16,8 @@ every skipped term and gradient is exactly zero, so the result equals the full c
 the batch-mean energy's relative change (``tol_on="energy"``: |E_t - E_{t-1}| < tol |E_{t-1}|) or
 the largest per-node RMS latent update (``tol_on="update"``: max_l rms(z_l' - z_l) < tol), and the
 compiled loop (``lax.while_loop`` bounded by T; with ``unroll=True`` unrolled steps, each under a
-``lax.cond``) ends at the first step that meets it. The step that meets it is applied. The trace
+``lax.cond``) ends at the first step that meets it, at the earliest after ``min_steps`` steps. The
+step that meets it is applied. The trace
 keeps its T rows (the rows after the last step repeat its values) and ``StepInfo.steps`` holds the
 number of steps run. ``tol=None`` (the default) is the fixed-T scan above, unchanged; ``tol=0``
 never triggers and computes what the fixed-T scan does. The early-stopping loop is not
@@ -166,6 +167,7 @@ def relax(
     schedule: Sequence[ActiveSet] = (),
     tol: float | None = None,
     tol_on: str = "energy",
+    min_steps: int = 0,
 ) -> tuple[tuple[Array, ...], StepInfo]:
     """Run T inference steps with ``lax.scan`` (compile time flat in T).
 
@@ -176,12 +178,12 @@ def relax(
     argument, the energy terms to evaluate); the remaining steps are full steps under the scan.
 
     With ``tol`` the full steps stop at the first one whose convergence measure (``tol_on``, see
-    the module docstring) falls below ``tol``; the returned ``StepInfo.steps`` counts the steps
-    run (schedule steps included, which always run).
+    the module docstring) falls below ``tol`` (not before ``min_steps`` steps have run); the returned
+    ``StepInfo.steps`` counts the steps run (schedule steps included, which always run).
     """
     if latent_grad not in ("sample", "mean"):
         raise ConfigError(f"latent_grad must be 'sample' or 'mean', got {latent_grad!r}")
-    _check_tol(tol, tol_on)
+    _check_tol(tol, tol_on, min_steps)
     rule = rule or Constant()
     optimizer = optim.make()
     if T == 0:
@@ -204,7 +206,7 @@ def relax(
         free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
         head.append(info)
     if tol is not None:
-        return _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, unroll)
+        return _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll)
     if K == T:
         return free, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *head)
     (free, _), infos = jax.lax.scan(body, (free, state), jnp.arange(K, T), unroll=unroll)
@@ -213,18 +215,20 @@ def relax(
     return free, infos
 
 
-def _check_tol(tol, tol_on) -> None:
+def _check_tol(tol, tol_on, min_steps) -> None:
     if tol is not None and not tol >= 0:
         raise ConfigError(f"algorithm.tol must be None or >= 0, got {tol!r}")
     if tol_on not in TOL_ON:
         raise ConfigError(f"algorithm.tol_on must be one of {', '.join(TOL_ON)}, got {tol_on!r}")
+    if not (isinstance(min_steps, int) and min_steps >= 0):
+        raise ConfigError(f"algorithm.min_steps must be an integer >= 0, got {min_steps!r}")
 
 
 def _rms(a: Array) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(a.astype(jnp.float32)))) if a.size else jnp.zeros((), jnp.float32)
 
 
-def _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, unroll):
+def _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll):
     """The full steps K..T-1 of ``relax`` until the convergence test passes (see ``relax``)."""
     T, L = step["T"], step["num_nodes"]
     proto = jax.eval_shape(lambda z, s: latent_step(energy_fn, z, s, jnp.asarray(K), **step)[2], free, state)
@@ -242,6 +246,7 @@ def _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, unroll):
             done = jnp.abs(info.energy - prev) < tol * jnp.abs(prev)
         else:
             done = jnp.max(jnp.stack([_rms(a - b) for a, b in zip(new, z)])) < tol
+        done = done & (t + 1 >= min_steps)
         bufs = jax.tree_util.tree_map(lambda b, a: b.at[t].set(a), bufs, info)
         return t + 1, new, s, info.energy, done, bufs
 
@@ -261,7 +266,8 @@ def _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, unroll):
 class Inference:
     """The inference part of an algorithm: T steps of ``optim`` on the free variables, each node's
     step scaled by the LALR rule's rho_l (``relax``); with ``tol``, stopped early once converged
-    (``tol_on``: ``energy``, the relative energy change, or ``update``, the largest RMS latent update)."""
+    (``tol_on``: ``energy``, the relative energy change, or ``update``, the largest RMS latent update),
+    after at least ``min_steps`` steps."""
 
     T: int = 8
     optim: LatentOptim = LatentOptim()
@@ -269,13 +275,14 @@ class Inference:
     latent_grad: str = "sample"
     tol: float | None = None
     tol_on: str = "energy"
+    min_steps: int = 0
 
     def __post_init__(self):
         if self.T < 0:
             raise ConfigError(f"algorithm.T must be >= 0, got {self.T}")
         if self.latent_grad not in ("sample", "mean"):
             raise ConfigError(f"algorithm.latent_grad must be 'sample' or 'mean', got {self.latent_grad!r}")
-        _check_tol(self.tol, self.tol_on)
+        _check_tol(self.tol, self.tol_on, self.min_steps)
 
     def run(self, energy_fn: EnergyFn, init: tuple[Array, ...], *, free_nodes: Sequence[int], num_nodes: int,
             unroll: int | bool = 1, schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None,
@@ -283,4 +290,4 @@ class Inference:
         """``relax`` with this part's settings (``rule``/``T`` replace the LALR rule / step count)."""
         return relax(energy_fn, init, T=self.T if T is None else T, optim=self.optim, rule=rule or self.lalr,
                      free_nodes=free_nodes, num_nodes=num_nodes, latent_grad=self.latent_grad, unroll=unroll,
-                     schedule=schedule, tol=self.tol, tol_on=self.tol_on)
+                     schedule=schedule, tol=self.tol, tol_on=self.tol_on, min_steps=self.min_steps)

@@ -4,7 +4,8 @@
   while-loop, to rounding for the unrolled cond-guarded steps, with and without the error front's
   schedule, and for a whole PC training step;
 * on a quadratic problem the loop stops at the step a closed-form replay of the test predicts, for
-  both tests (relative energy change, largest RMS latent update), eagerly and under ``jax.jit``;
+  both tests (relative energy change, largest RMS latent update), eagerly and under ``jax.jit``,
+  and not before ``min_steps``;
 * the trace keeps T rows, the rows after the last step repeating it;
 * a bad tolerance fails at construction. No timing assertions.
 """
@@ -88,7 +89,7 @@ def _quadratic(c, emin):
     return efn
 
 
-def _replay(z0, c, emin, lr, T, tol, tol_on):
+def _replay(z0, c, emin, lr, T, tol, tol_on, min_steps=0):
     """The steps the loop should run: plain SGD z <- z - lr (z - c), the same test after each step."""
     z, prev = np.array(z0, np.float64), np.nan
     for t in range(T):
@@ -99,7 +100,7 @@ def _replay(z0, c, emin, lr, T, tol, tol_on):
         else:
             done = np.sqrt(np.mean((new - z) ** 2)) < tol
         z, prev = new, e
-        if done:
+        if done and t + 1 >= min_steps:
             return t + 1, z
     return T, z
 
@@ -129,6 +130,11 @@ def test_stops_early_on_a_converged_quadratic(x64, tol_on, tol, jit):
     # the fixed-T relaxation runs on: the early result stopped short of it
     (z_full,), _ = relax(efn, (jnp.asarray(z0),), T=T, optim=pj.LatentOptim(lr=lr), free_nodes=(0,), num_nodes=2)
     assert float(jnp.max(jnp.abs(z_full - z))) > 0
+    # min_steps holds the test back
+    later = want_steps + 3
+    (z_min,), info_min = jax.jit(lambda z: relax(efn, (z,), T=T, optim=pj.LatentOptim(lr=lr), free_nodes=(0,), num_nodes=2,
+                                                 tol=tol, tol_on=tol_on, min_steps=later))(jnp.asarray(z0))
+    assert int(info_min.steps) == later == _replay(z0, c, emin, lr, T, tol, tol_on, later)[0]
 
 
 def test_unrolled_and_while_loop_agree_when_stopping(x64):
@@ -169,4 +175,26 @@ def test_tolerance_is_checked():
         pj.Inference(T=4, tol=-1.0)
     with pytest.raises(pj.ConfigError, match="tol_on"):
         pj.Inference(T=4, tol=1e-3, tol_on="gradient")
+    with pytest.raises(pj.ConfigError, match="min_steps"):
+        pj.Inference(T=4, tol=1e-3, min_steps=-1)
     assert pj.Inference(T=4).tol is None
+
+
+def test_early_stop_benchmark_epoch_reports_the_steps_used():
+    """``benchmarks.early_stop``'s compiled epoch returns every batch's inference step count."""
+    from benchmarks import early_stop
+
+    net = pj.build_model("mlp", (6, 1, 1), 3, key=jax.random.PRNGKey(0), width=8, depth=2)
+    tx = jax.random.randint(jax.random.PRNGKey(1), (24, 6, 1, 1), 0, 255).astype(jnp.uint8)
+    ty = jnp.arange(24) % 3
+    perm = jnp.arange(24).reshape(3, 8)
+    steps = {}
+    for tol in (None, 0.0, 0.5):
+        algo = pj.PC(pj.PCConfig(T=6, latent=pj.LatentOptim(lr=0.1)), pj.WeightOptim(lr=1e-3), 3)
+        algo.inference = early_stop.counting_inference(algo.inference, tol=tol)
+        epoch = early_stop.make_epoch(algo, tx, ty, jnp.zeros(1), jnp.ones(1), 3)
+        _, (energy, used) = epoch(algo.init(net), perm)
+        assert used.shape == (3,) and bool(jnp.all(jnp.isfinite(energy)))
+        steps[tol] = np.asarray(used)
+    assert (steps[None] == 6).all() and (steps[0.0] == 6).all()
+    assert (steps[0.5] == 2).all()  # a loose tolerance stops at the first step that can test it
