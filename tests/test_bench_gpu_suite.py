@@ -51,7 +51,7 @@ def test_smoke_runs_every_section(smoke):
     res, md, printed = smoke
     assert res["smoke"] and res["data"] == "synthetic" and res["skipped"] == []
     rows = {(r["workload"], r["T"]): r for r in res["step_times"]}
-    assert set(rows) == {("mlp", 2), ("vgg5", 1)}
+    assert set(rows) == {("mlp", 2)}
     mlp = rows[("mlp", 2)]["competitors"]
     for name in ("pcjax_pc", "pcjax_epc", "pcjax_bp", "pcjax_pc_bf16", "pcjax_bp_bf16"):
         assert mlp[name]["step_s"] > 0 and mlp[name]["compile_s"] >= 0 and mlp[name]["mem_bytes"] > 0, name
@@ -60,7 +60,6 @@ def test_smoke_runs_every_section(smoke):
             assert mlp[name]["step_s"] > 0, name
         else:
             assert name not in mlp and module in rows[("mlp", 2)]["notes"]
-    assert rows[("vgg5", 1)]["competitors"]["pcjax_pc"]["step_s"] > 0
     assert rows[("mlp", 2)]["ratios"]["pc_bf16_over_f32"] > 0
     for section, keys in (("bf16", ("float32", "bfloat16")), ("cifar", ("pc_se", "bp_se"))):
         assert sorted(res[section]) == sorted(keys)
