@@ -12,9 +12,20 @@ evaluates only the energy terms ``schedule[t].terms`` and differentiates only w.
 for the error front after feed-forward initialisation (``Runtime(error_front=True)``), where
 every skipped term and gradient is exactly zero, so the result equals the full computation.
 
-``Inference`` is the inference part of an algorithm: T, the latent optimiser, the LALR rule and the
-gradient convention, applied by ``Inference.run`` to any energy of any free variables (states for
-PC, prediction errors for ePC).
+``relax(..., tol=...)`` stops early once the relaxation has converged: after every step it checks
+the batch-mean energy's relative change (``tol_on="energy"``: |E_t - E_{t-1}| < tol |E_{t-1}|) or
+the largest per-node RMS latent update (``tol_on="update"``: max_l rms(z_l' - z_l) < tol), and the
+compiled loop (``lax.while_loop`` bounded by T; with ``unroll=True`` unrolled steps, each under a
+``lax.cond``) ends at the first step that meets it, at the earliest after ``min_steps`` steps. The
+step that meets it is applied. The trace
+keeps its T rows (the rows after the last step repeat its values) and ``StepInfo.steps`` holds the
+number of steps run. ``tol=None`` (the default) is the fixed-T scan above, unchanged; ``tol=0``
+never triggers and computes what the fixed-T scan does. The early-stopping loop is not
+reverse-differentiable (no algorithm differentiates through the relaxation).
+
+``Inference`` is the inference part of an algorithm: T, the latent optimiser, the LALR rule, the
+gradient convention and the optional tolerance, applied by ``Inference.run`` to any energy of any
+free variables (states for PC, prediction errors for ePC).
 """
 
 from __future__ import annotations
@@ -66,11 +77,19 @@ class ActiveSet(NamedTuple):
 
 
 class StepInfo(NamedTuple):
-    """What one inference step saw: per-node mean forward energies, total energy, step scales."""
+    """What one inference step saw: per-node mean forward energies, total energy, step scales.
+
+    ``steps``: the number of inference steps run, set by ``relax`` when it stops early (``tol``);
+    None on the fixed-T path (where it is T).
+    """
 
     layer_energy: Float[Array, "L"]
     energy: Float[Array, ""]
     step_scale: Float[Array, "L"]
+    steps: Array | None = None
+
+
+TOL_ON = ("energy", "update")
 
 
 def mean_layer_energy(terms: LayerEnergies) -> Float[Array, "L"]:
@@ -146,6 +165,9 @@ def relax(
     latent_grad: str = "sample",
     unroll: int | bool = 1,
     schedule: Sequence[ActiveSet] = (),
+    tol: float | None = None,
+    tol_on: str = "energy",
+    min_steps: int = 0,
 ) -> tuple[tuple[Array, ...], StepInfo]:
     """Run T inference steps with ``lax.scan`` (compile time flat in T).
 
@@ -154,9 +176,14 @@ def relax(
     inside a compiled loop run several times slower than unrolled). The first ``len(schedule)``
     steps run unrolled on the active sets ``schedule[t]`` (``energy_fn`` then takes a third
     argument, the energy terms to evaluate); the remaining steps are full steps under the scan.
+
+    With ``tol`` the full steps stop at the first one whose convergence measure (``tol_on``, see
+    the module docstring) falls below ``tol`` (not before ``min_steps`` steps have run); the returned
+    ``StepInfo.steps`` counts the steps run (schedule steps included, which always run).
     """
     if latent_grad not in ("sample", "mean"):
         raise ConfigError(f"latent_grad must be 'sample' or 'mean', got {latent_grad!r}")
+    _check_tol(tol, tol_on, min_steps)
     rule = rule or Constant()
     optimizer = optim.make()
     if T == 0:
@@ -178,6 +205,8 @@ def relax(
     for t in range(K):
         free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
         head.append(info)
+    if tol is not None:
+        return _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll)
     if K == T:
         return free, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *head)
     (free, _), infos = jax.lax.scan(body, (free, state), jnp.arange(K, T), unroll=unroll)
@@ -186,21 +215,74 @@ def relax(
     return free, infos
 
 
+def _check_tol(tol, tol_on, min_steps) -> None:
+    if tol is not None and not tol >= 0:
+        raise ConfigError(f"algorithm.tol must be None or >= 0, got {tol!r}")
+    if tol_on not in TOL_ON:
+        raise ConfigError(f"algorithm.tol_on must be one of {', '.join(TOL_ON)}, got {tol_on!r}")
+    if not (isinstance(min_steps, int) and min_steps >= 0):
+        raise ConfigError(f"algorithm.min_steps must be an integer >= 0, got {min_steps!r}")
+
+
+def _rms(a: Array) -> Array:
+    return jnp.sqrt(jnp.mean(jnp.square(a.astype(jnp.float32)))) if a.size else jnp.zeros((), jnp.float32)
+
+
+def _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll):
+    """The full steps K..T-1 of ``relax`` until the convergence test passes (see ``relax``)."""
+    T, L = step["T"], step["num_nodes"]
+    proto = jax.eval_shape(lambda z, s: latent_step(energy_fn, z, s, jnp.asarray(K), **step)[2], free, state)
+    bufs = jax.tree_util.tree_map(lambda a: jnp.zeros((T,) + a.shape, a.dtype), proto)
+    for t, info in enumerate(head):
+        bufs = jax.tree_util.tree_map(lambda b, a, t=t: b.at[t].set(a), bufs, info)
+    # the relative energy change needs a previous energy: NaN (the test fails) until there is one
+    prev = head[-1].energy if head else jnp.full((), jnp.nan, proto.energy.dtype)
+    carry = (jnp.asarray(K), free, state, prev, jnp.asarray(False), bufs)
+
+    def advance(carry):
+        t, z, s, prev, _, bufs = carry
+        new, s, info = latent_step(energy_fn, z, s, t, **step)
+        if tol_on == "energy":
+            done = jnp.abs(info.energy - prev) < tol * jnp.abs(prev)
+        else:
+            done = jnp.max(jnp.stack([_rms(a - b) for a, b in zip(new, z)])) < tol
+        done = done & (t + 1 >= min_steps)
+        bufs = jax.tree_util.tree_map(lambda b, a: b.at[t].set(a), bufs, info)
+        return t + 1, new, s, info.energy, done, bufs
+
+    if unroll is True:  # unrolled steps, each skipped at run time once the test has passed
+        for _ in range(K, T):
+            carry = jax.lax.cond(carry[4], lambda c: c, advance, carry)
+    else:
+        carry = jax.lax.while_loop(lambda c: (c[0] < T) & ~c[4], advance, carry)
+    steps, free, _, _, _, bufs = carry
+    rows = jnp.arange(T)
+    infos = jax.tree_util.tree_map(
+        lambda b: jnp.where((rows < steps).reshape((T,) + (1,) * (b.ndim - 1)), b, b[steps - 1]), bufs)
+    return free, infos._replace(steps=steps)
+
+
 @dataclass(frozen=True)
 class Inference:
     """The inference part of an algorithm: T steps of ``optim`` on the free variables, each node's
-    step scaled by the LALR rule's rho_l (``relax``)."""
+    step scaled by the LALR rule's rho_l (``relax``); with ``tol``, stopped early once converged
+    (``tol_on``: ``energy``, the relative energy change, or ``update``, the largest RMS latent update),
+    after at least ``min_steps`` steps."""
 
     T: int = 8
     optim: LatentOptim = LatentOptim()
     lalr: LALRRule = Constant()
     latent_grad: str = "sample"
+    tol: float | None = None
+    tol_on: str = "energy"
+    min_steps: int = 0
 
     def __post_init__(self):
         if self.T < 0:
             raise ConfigError(f"algorithm.T must be >= 0, got {self.T}")
         if self.latent_grad not in ("sample", "mean"):
             raise ConfigError(f"algorithm.latent_grad must be 'sample' or 'mean', got {self.latent_grad!r}")
+        _check_tol(self.tol, self.tol_on, self.min_steps)
 
     def run(self, energy_fn: EnergyFn, init: tuple[Array, ...], *, free_nodes: Sequence[int], num_nodes: int,
             unroll: int | bool = 1, schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None,
@@ -208,4 +290,4 @@ class Inference:
         """``relax`` with this part's settings (``rule``/``T`` replace the LALR rule / step count)."""
         return relax(energy_fn, init, T=self.T if T is None else T, optim=self.optim, rule=rule or self.lalr,
                      free_nodes=free_nodes, num_nodes=num_nodes, latent_grad=self.latent_grad, unroll=unroll,
-                     schedule=schedule)
+                     schedule=schedule, tol=self.tol, tol_on=self.tol_on, min_steps=self.min_steps)
