@@ -81,6 +81,9 @@ class AlgorithmCfg:
     beta_increase: float = 0.0
     compute_dtype: Optional[str] = None
     params: dict = field(default_factory=dict)
+    tol: Optional[float] = None
+    tol_on: str = "energy"
+    min_steps: int = 0
 
 
 @dataclass

@@ -115,7 +115,8 @@ def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
     spec = energy_spec(c)
     model = build_model_from_config(c, input_shape, num_classes, spec)
     lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
-    inference = Inference(a["T"], LatentOptim(**a["latent"]), lalr, a.get("latent_grad", "sample"))
+    inference = Inference(a["T"], LatentOptim(**a["latent"]), lalr, a.get("latent_grad", "sample"), tol=a.get("tol"),
+                          tol_on=a.get("tol_on", "energy"), min_steps=a.get("min_steps", 0))
     ctx = BuildContext(config=c, model=model, total_steps=steps_per_epoch * c["trainer"]["epochs"],
                        weight_optim=WeightOptim(**dict(c["optim"])), energy=spec, inference=inference,
                        runtime=build_runtime(c, model), lalr_weights=bool(a.get("lalr_weights", False)),

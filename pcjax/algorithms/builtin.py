@@ -36,7 +36,8 @@ def pc_config(ctx: BuildContext) -> PCConfig:
     inf = ctx.inference
     return PCConfig(T=inf.T, latent=inf.optim, energy=ctx.energy, lalr=inf.lalr, lalr_weights=ctx.lalr_weights,
                     beta=a["beta"], latent_grad=inf.latent_grad, eval_steps=a.get("eval_steps", 0),
-                    target=_choice("algorithm.nudge", a.get("nudge", "clamp"), TARGETS), update=update)
+                    target=_choice("algorithm.nudge", a.get("nudge", "clamp"), TARGETS), update=update,
+                    tol=inf.tol, tol_on=inf.tol_on, min_steps=inf.min_steps)
 
 
 @register_algorithm("pc", hydra_config=False)

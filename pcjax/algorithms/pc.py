@@ -43,6 +43,9 @@ class PCConfig:
     eval_steps: int = 0
     target: Any = field(default_factory=Clamp)
     update: Any = field(default_factory=Equilibrium)
+    tol: float | None = None
+    tol_on: str = "energy"
+    min_steps: int = 0
 
     def __post_init__(self):
         if self.beta == 0:
@@ -53,7 +56,8 @@ class PCConfig:
     @property
     def inference(self) -> Inference:
         """The inference part."""
-        return Inference(self.T, self.latent, self.lalr, self.latent_grad)
+        return Inference(self.T, self.latent, self.lalr, self.latent_grad, tol=self.tol, tol_on=self.tol_on,
+                         min_steps=self.min_steps)
 
 
 class Context(NamedTuple):
