@@ -112,9 +112,12 @@ def test_every_command_line_in_the_docs_composes(monkeypatch):
     register_configs()
     lines = []
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        lines += re.findall(r"^python experiments/train\.py ([^#\n]*)", doc.read_text(), flags=re.M)
+        text = doc.read_text().replace("\\\n", " ")  # shell line continuations
+        lines += re.findall(r"^python experiments/train\.py ([^#\n]*)", text, flags=re.M)
     assert len(lines) >= 10
-    skip = ("-m", "...", "+sweep=")
+    # the SLURM recipe's launcher is a Hydra plugin (hydra-submitit-launcher) that is not installed here;
+    # README labels that recipe as not run
+    skip = ("-m", "...", "+sweep=", "hydra/launcher=", "hydra.launcher.")
     experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
     assert len(experiments) >= 60
     with isolated_registries(monkeypatch, root_on_path=False), \
