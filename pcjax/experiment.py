@@ -16,7 +16,7 @@ import jax
 
 from .algorithms import BuildContext, available_algorithms, build_algorithm, get_algorithm
 from .config import Config, check_choice, check_range
-from .data import DATASETS, load_dataset
+from .data import load_dataset
 from .data.pipeline import AugmentSpec
 from .errors import ConfigError
 from .inference import Inference, LatentOptim
