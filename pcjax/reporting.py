@@ -804,12 +804,7 @@ def _sweep_line(fig: Any, group: Sequence[Row], key: str) -> None:
         if pts:
             ax.errorbar([x for x, _ in pts], [p.mean for _, p in pts], yerr=[p.std or 0.0 for _, p in pts],
                         marker="o", capsize=3, label=label)
-    if cats is not None:
-        ax.set_xticks(range(len(cats)), [format_value(c) for c in cats])
-    if log:
-        ax.set_xscale("log")
-    ax.set(xlabel=key, ylabel="accuracy (%)")
-    ax.grid(alpha=0.3)
+    _sweep_axis(ax, key, cats, log)
     ax.legend(fontsize="small")
 
 
@@ -852,15 +847,20 @@ def _sweep_scatter(fig: Any, group: Sequence[Row], keys: Sequence[str]) -> None:
         for (attr, label), style in zip(_METRICS, ({"mfc": "none"}, {})):
             pts = [(x, getattr(r, attr).mean) for x, r in zip(xs, group) if getattr(r, attr).mean is not None]
             ax.plot([x for x, _ in pts], [y for _, y in pts], "o", ls="none", label=label, **style)
-        if cats is not None:
-            ax.set_xticks(range(len(cats)), [format_value(c) for c in cats])
-        if log:
-            ax.set_xscale("log")
-        ax.set(xlabel=key, ylabel="accuracy (%)")
-        ax.grid(alpha=0.3)
+        _sweep_axis(ax, key, cats, log)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
     axes[0].legend(fontsize="small")
+
+
+def _sweep_axis(ax, key: str, cats, log: bool) -> None:
+    """Label an accuracy-against-``key`` axis: category ticks or a log scale, labels, grid."""
+    if cats is not None:
+        ax.set_xticks(range(len(cats)), [format_value(c) for c in cats])
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel=key, ylabel="accuracy (%)")
+    ax.grid(alpha=0.3)
 
 
 def plot_sweeps(rows: Sequence[Row], out_dir: Path) -> list[Path]:
