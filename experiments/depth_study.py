@@ -6,11 +6,13 @@ interrupted run continues from its last checkpoint (``trainer.resume=OUT/ROW/see
 
     python experiments/depth_study.py --datasets mnist --depths 8,16,32 --algos epc_se,bp_se --seeds 0,1,2
     python experiments/depth_study.py --list        # what would run, and what is done
+    python experiments/depth_study.py --rows 'mnist_abl64_*'   # any experiment configs, by name pattern
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import subprocess
@@ -36,17 +38,25 @@ def main(argv=None) -> int:
     p.add_argument("--depths", default="8,16,32,64,128")
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--seeds", default="0")
+    p.add_argument("--rows", default=None,
+                   help="run these experiment configs instead (comma-separated names or patterns, e.g. 'mnist_abl64_*')")
     p.add_argument("--out", default=str(ROOT / "results" / "runs"))
     p.add_argument("--list", action="store_true", help="only list the runs and their status")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     a = p.parse_args(argv)
     runs = [(f"{d}_resmlp{n}_{alg}", int(s)) for d in a.datasets.split(",") for n in a.depths.split(",")
             for alg in a.algos.split(",") for s in a.seeds.split(",")]
+    if a.rows:
+        names = sorted(f.stem for f in (ROOT / "conf" / "experiment").glob("*.yaml"))
+        picked = [n for pat in a.rows.split(",") for n in names if fnmatch.fnmatchcase(n, pat)]
+        if not picked:
+            p.error(f"--rows {a.rows!r} matches no config in conf/experiment/")
+        runs = [(row, int(s)) for row in dict.fromkeys(picked) for s in a.seeds.split(",")]
     failed = []
     for row, seed in runs:
         run_dir = Path(a.out) / row / f"seed{seed}"
         st = status(run_dir)
-        if a.list or st == "complete":
+        if a.list or st in ("complete", "diverged"):  # a diverged run is a result: not rerun
             print(f"{st or 'not run':>10}  {row} seed {seed}", flush=True)
             continue
         cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), f"experiment={row}", f"seed={seed}",

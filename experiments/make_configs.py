@@ -129,6 +129,22 @@ for depth in (8, 16, 32, 64, 128):
         row(f"{ds}_resmlp{depth}_bpc_skip_lalr", ds, "resmlp", "bpc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(BIDIR, lalr_params=DEEP_LALR, model=dict(RES, depth=depth)), note=note.lstrip("; ") or None)
         row(f"{ds}_resmlp{depth}_bp_se", ds, "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="BP lr from a grid (0.1, 0.03, 0.01) on 32 layers" + note)
 
+# Ingredient ablation at 64 layers (MNIST, first 10,000 training images, one epoch): bidirectional energy
+# on/off x residual skips on/off x each LALR rule; the other settings are those of the depth rows.
+ABL = {"dataset": {"limit_train": 10000}}
+for skips in (True, False):
+    tag = "res" if skips else "plain"
+    model = dict(RES, depth=64, residual=skips)
+    for lalr in ("constant", "error_normalised", "geometric", "precision", "log_normalised"):
+        for kind, bidir in (("pc-se", False), ("bpc-se", True)):
+            extra = dict(ABL, model=model, lalr=lalr)
+            if bidir:
+                extra.update(energy=BIDIR["energy"], algorithm=BIDIR["algorithm"])
+                if lalr == "error_normalised":
+                    extra["lalr_params"] = DEEP_LALR
+            row(f"mnist_abl64_{kind[:-3]}_{tag}_{lalr}", "mnist", "resmlp", kind, T=64, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=extra, note="64-layer ingredient ablation: first 10,000 training images, one epoch")
+    row(f"mnist_abl64_bp_{tag}", "mnist", "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch")
+
 
 def render(name: str, r: dict) -> str:
     kind = r["kind"]

@@ -73,7 +73,8 @@ def _job(cfg: DictConfig) -> float | None:
     overrides = list(hc.overrides.task)
     job_dir = hc.runtime.output_dir
     try:
-        record = run_experiment(cfg, run_dir=job_dir)
+        record = run_experiment(cfg, run_dir=job_dir, overrides=overrides,
+                                sweep_dir=hc.sweep.dir if multirun else None)
     except KeyboardInterrupt as err:  # Ctrl-C stops the run (and a sweep) without a traceback
         _interrupted(err, overrides)
     except Exception as err:  # noqa: BLE001 - in a sweep every failure is recorded and the sweep goes on

@@ -137,11 +137,14 @@ class WandbCfg:
     mode: str = "offline"
     project: str = "pcjax"
     entity: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None
+    tags: list = field(default_factory=list)
 
 
 @dataclass
 class TrackingCfg:
-    backends: list = field(default_factory=lambda: ["jsonl"])
+    backends: list = field(default_factory=lambda: ["jsonl", "wandb"])
     wandb: WandbCfg = field(default_factory=WandbCfg)
 
 

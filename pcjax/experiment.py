@@ -199,7 +199,21 @@ def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
         warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
 
 
-def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
+def tracker_options(c: dict, name: str, *, overrides: list[str] | None = None,
+                    sweep_dir: str | Path | None = None) -> dict:
+    """wandb options with readable defaults: name ``<name> <overrides> seed<seed>``, group ``<name>``
+    (``<name>/<sweep folder>`` in a sweep) and tags dataset, model, algorithm (+ ``tracking.wandb.tags``)."""
+    w = dict(c["tracking"]["wandb"])
+    shown = [o for o in (overrides or []) if not o.startswith(("experiment=", "hydra.", "seed=", "+sweep="))]
+    w["name"] = w.get("name") or " ".join([name, *shown, f"seed{c['seed']}"])[:128]
+    w["group"] = w.get("group") or (f"{name}/{Path(sweep_dir).name}" if sweep_dir else name)[:128]
+    tags = [c["dataset"]["name"], c["model"]["name"], algorithm_label(c), *(w.get("tags") or [])]
+    w["tags"] = list(dict.fromkeys(str(t)[:64] for t in tags))
+    return w
+
+
+def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: list[str] | None = None,
+                   sweep_dir: str | Path | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
 
     The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
@@ -208,7 +222,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
     that the configuration's maths match the run's (``ConfigError`` listing the changed keys).
     A failure after the run has started marks its record ``failed`` (``diverged`` on divergence) with
     an ``error`` field; Ctrl-C marks it ``interrupted`` and raises :class:`~pcjax.errors.RunInterrupted`
-    (a ``KeyboardInterrupt``) carrying the run directory."""
+    (a ``KeyboardInterrupt``) carrying the run directory. ``overrides`` and ``sweep_dir`` (from the
+    Hydra job) name and group the wandb run."""
     import warnings
 
     from .config import check_schema, validate_config
@@ -274,7 +289,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None) -> dict:
         from .tracking import make_tracker
 
         tr = c["tracking"]
-        tracker = make_tracker(list(tr["backends"]), **dict(tr["wandb"]))
+        tracker = make_tracker(list(tr["backends"]), **tracker_options(c, name, overrides=overrides,
+                                                                      sweep_dir=sweep_dir))
         tracker.start(c, run_dir)
         started = True
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)

@@ -123,6 +123,8 @@ def _format_value(value: Any) -> str:
         if math.isnan(value) or math.isinf(value):
             return str(value)
         return f"{value:.4g}"
+    if is_matrix(value):
+        return f"<{len(value)}x{len(value[0])}>"
     if isinstance(value, list):
         shown = ", ".join(_format_value(v) for v in value[:6])
         return f"[{shown}{', ...' if len(value) > 6 else ''}]"
@@ -155,7 +157,10 @@ class WandbTracker:
     """Weights & Biases backend; ``mode="offline"`` by default (``"online"`` only on request).
 
     ``wandb`` is imported lazily in :meth:`start`.  Run files are written under
-    ``run_dir/wandb/``; list-valued metrics become ``name/0, name/1, ...`` keys.
+    ``run_dir/wandb/``; list-valued metrics become ``name/0, name/1, ...`` keys, and a 2-D metric
+    (rows = inference steps, columns = layers, e.g. ``inference_trace``) becomes a ``wandb.Table``
+    plus a line plot with one line per layer (``<name>_plot``).  The environment variable
+    ``WANDB_MODE=disabled`` switches the backend off without importing wandb.
     """
 
     MODES = ("offline", "online", "disabled")
@@ -174,9 +179,13 @@ class WandbTracker:
         self.project, self.mode, self.entity = project, mode, entity
         self.tags, self.name, self.group = tuple(tags), name, group
         self.run: Any = None
+        self._off = False
 
     def start(self, config: dict, run_dir: str | Path) -> None:
         """Start a wandb run in ``run_dir`` logging the resolved ``config``."""
+        self._off = self.mode == "disabled" or os.environ.get("WANDB_MODE") == "disabled"
+        if self._off:
+            return
         import wandb  # lazy: importing wandb is slow and optional
 
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -193,10 +202,25 @@ class WandbTracker:
         )
 
     def log(self, metrics: dict[str, float | int | list], step: int) -> None:
-        """Log flattened metrics at ``step``."""
+        """Log flattened metrics at ``step``; 2-D metrics as a table and a per-layer line plot."""
+        if self._off:
+            return
         if self.run is None:
             raise RuntimeError("WandbTracker.log called before start()")
-        self.run.log(flatten_metrics(metrics), step=int(step))
+        plain, tables = {}, {}
+        for key, value in _to_python(dict(metrics)).items():
+            (tables if is_matrix(value) else plain)[key] = value
+        row = flatten_metrics(plain)
+        if tables:
+            import wandb
+
+            for key, rows in tables.items():
+                columns = ["step"] + [f"layer_{i}" for i in range(len(rows[0]))]
+                row[key] = wandb.Table(columns=columns, data=[[t, *r] for t, r in enumerate(rows)])
+                row[f"{key}_plot"] = wandb.plot.line_series(
+                    xs=list(range(len(rows))), ys=[list(col) for col in zip(*rows)], keys=columns[1:],
+                    title=f"{key} (epoch {step})", xname="inference step")
+        self.run.log(row, step=int(step))
 
     def finish(self, summary: dict | None = None) -> None:
         """Write ``summary`` into the run summary and close the run."""
@@ -206,6 +230,13 @@ class WandbTracker:
             self.run.summary.update(flatten_metrics(summary))
         self.run.finish()
         self.run = None
+
+
+def is_matrix(value: Any) -> bool:
+    """True for a non-empty list of equally long, non-empty lists of numbers (a 2-D metric)."""
+    return (isinstance(value, list) and bool(value) and all(isinstance(r, list) and r for r in value)
+            and len({len(r) for r in value}) == 1
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for r in value for v in r))
 
 
 class MultiTracker:

@@ -381,7 +381,10 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         if run_dir is not None:
             _write_json_atomic(run_dir / "record.json", record)
         if tracker is not None:
-            tracker.log({k: v for k, v in entry.items() if k != "epoch"}, step=epoch + 1)
+            logged = {k: v for k, v in entry.items() if k != "epoch"}
+            if trace_sum is not None:  # per-layer energy at every inference step (a table + plot in wandb)
+                logged["inference_trace"] = trace_sum.tolist()
+            tracker.log(logged, step=epoch + 1)
     if bar is not None:
         bar.close()
     record["status"] = "complete"

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.epochs=2", "trainer.progress=false", "model.width=32", "model.depth=2"]
 
 
-def _run(args, cwd, check=True):
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+def _run(args, cwd, check=True, wandb="disabled"):
+    env = dict(os.environ, WANDB_MODE=wandb, WANDB_SILENT="true", PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     if check:
@@ -41,10 +41,26 @@ def test_multirun_two_seeds_and_table(tmp_path):
     assert "±" in text and "digits" in text and "| 2 |" in text.replace("  ", " ")
 
 
-def test_wandb_offline_writes_run_directory(tmp_path):
-    _run(["tracking.backends=[wandb,jsonl]", *FAST], tmp_path)
-    runs = list(tmp_path.rglob("offline-run-*"))
-    assert runs, "no offline wandb run directory was written"
+def test_default_run_leaves_named_offline_wandb_run(tmp_path):
+    """wandb is a default tracker (offline): a readable name, a group, tags, and per-inference-step energies."""
+    from test_tracking import read_wandb_records
+
+    _run(["algorithm.T=3", *FAST], tmp_path, wandb="offline")
+    (offline,) = tmp_path.rglob("offline-run-*")
+    (log,) = offline.glob("*.wandb")
+    records = read_wandb_records(log)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"][:1]
+    assert run.display_name == "digits_mlp_bpc algorithm.T=3 trainer.epochs=2 trainer.progress=false " \
+                               "model.width=32 model.depth=2 seed0"
+    assert run.run_group == "digits_mlp_bpc"
+    assert {"digits", "mlp"} <= set(run.tags) and any(t.startswith("bpc") for t in run.tags)
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    assert len(history) == 2 and all("train_loss" in h for h in history)
+    # per-layer energy at every inference step (T + 1 rows; a step column + 3 nodes): a wandb table + plot
+    table = {k.split("/", 1)[1]: v for k, v in history[-1].items() if k.startswith("inference_trace/")}
+    assert table["_type"] == "table-file" and table["nrows"] == 3 + 1 and table["ncols"] == 1 + 3
+    assert any(k.startswith("inference_trace_plot_table/") for k in history[-1])
     assert list(tmp_path.rglob("metrics.jsonl"))
 
 
