@@ -44,8 +44,14 @@ row("fashion_mnist_mlp_ipc", "fashion_mnist", "mlp", "ipc", T=8, act="leaky_relu
 row("fashion_mnist_mlp_epc_se", "fashion_mnist", "mlp", "epc-se", T=8, beta=0.1, w_lr=2.97e-4, w_wd=1.84e-3, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default); beta 0.1 as on MNIST")
 row("fashion_mnist_mlp_bp_se", "fashion_mnist", "mlp", "bp-se", w_lr=2.97e-4, w_wd=1.84e-3, epochs=25, ref=89.83, src=PCX_CFG, note="PC-SE values reused")
 row("fashion_mnist_mlp_bp_ce", "fashion_mnist", "mlp", "bp-ce", w_lr=2.77e-4, w_wd=8.40e-4, epochs=25, note="PC-CE values reused")
+# PCX's protocol: the whole training set (no validation split), best test epoch, 7 seeds
+for base in ("mnist_mlp_pc_se", "mnist_mlp_bp_se", "fashion_mnist_mlp_pc_se", "fashion_mnist_mlp_bp_se"):
+    r = dict(ROWS[base], extra={**ROWS[base]["extra"], "trainer": {"val_fraction": 0.0}})
+    r["note"] = "; ".join(filter(None, [r["note"], "PCX protocol: whole training set, no validation split"]))
+    ROWS[f"{base}_fulltrain"] = r
 
 # ---- VGG-5 (PCX) ----
+row("cifar10_vgg5_pc_cpu_smoke", "cifar10", "vgg5", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=1, batch=32, extra={"dataset": {"limit_train": 2000}, "name": "cifar10_vgg5_pc"}, note="CPU smoke run: first 2,000 training images, one epoch (recorded before the XLA:CPU convolution fix)")
 row("cifar10_vgg5_pc_se", "cifar10", "vgg5", "pc-se", T=7, w_lr=2.66e-4, w_wd=6.66e-3, x_lr=0.0235, x_mom=0.3, epochs=50, ref=88.78, src=PCX_CFG)
 row("cifar10_vgg5_pc_ce", "cifar10", "vgg5", "pc-ce", T=8, w_lr=2.64e-4, w_wd=1.21e-5, x_lr=0.0147, x_mom=0.05, epochs=50)
 row("cifar10_vgg5_ipc", "cifar10", "vgg5", "ipc", T=8, act="hard_tanh", w_lr=1.75e-4, w_wd=2.57e-5, x_lr=0.744, x_mom=0.65, epochs=50)
@@ -162,7 +168,7 @@ def render(name: str, r: dict) -> str:
         lines.append(f"# note: {r['note']}")
     lines += ["defaults:", f"  - override /dataset: {r['dataset']}", f"  - override /model: {r['model']}",
               f"  - override /algorithm: {algo}", f"  - override /energy: {energy}", f"  - override /lalr: {lalr}",
-              "  - override /optim: adamw", "", f"name: {name}"]
+              "  - override /optim: adamw", "", f"name: {extra.get('name', name)}"]
     model = {"act": r["act"], **extra.get("model", {})}
     lines.append("model: {" + ", ".join(f"{k}: {v}" for k, v in model.items()) + "}")
     if "dataset" in extra:
@@ -180,7 +186,8 @@ def render(name: str, r: dict) -> str:
     if "energy" in extra:
         lines.append("energy: {" + ", ".join(f"{k}: {v}" for k, v in extra["energy"].items()) + "}")
     lines.append(f"optim: {{lr: {r['w_lr']}, weight_decay: {r['w_wd']}, schedule: {r['w_schedule']}}}")
-    lines.append(f"trainer: {{epochs: {r['epochs']}, batch_size: {r['batch']}}}")
+    trainer = {"epochs": r["epochs"], "batch_size": r["batch"], **extra.get("trainer", {})}
+    lines.append("trainer: {" + ", ".join(f"{k}: {v}" for k, v in trainer.items()) + "}")
     if r["ref"] is not None:
         lines.append(f"reference: {{value: {r['ref']}, source: \"{r['src']}\", protocol: pcx}}")
     return "\n".join(lines) + "\n"
