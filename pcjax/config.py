@@ -130,6 +130,10 @@ class TrainerCfg:
     divergence_threshold: Optional[float] = 1e12
     diagnostics: bool = False
     devices: Any = 1
+    distributed: str = "off"
+    coordinator: Optional[str] = None
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
 
 
 @dataclass
@@ -420,6 +424,11 @@ def validate_config(c: dict) -> None:
     if devices is not _MISSING and not (devices == "all" or (isinstance(devices, int) and not isinstance(devices, bool)
                                                            and devices >= 1)):
         ck.fail("trainer.devices", devices, "must be an integer >= 1 or 'all'")
+    from .distributed import MODES as DIST_MODES
+
+    ck.choice("trainer.distributed", DIST_MODES)
+    ck.integer("trainer.num_processes", 1, none_ok=True)
+    ck.integer("trainer.process_id", 0, none_ok=True)
     resume = ck.get("trainer.resume")
     if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):
         ck.fail("trainer.resume", resume, "must be false, true/latest or the path of a run directory")

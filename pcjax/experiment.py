@@ -199,6 +199,13 @@ def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
         warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
 
 
+class _NoLock:
+    """The run-directory lock of a process that does not write (process > 0 of a multi-process run)."""
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+
 def tracker_options(c: dict, name: str, *, overrides: list[str] | None = None,
                     sweep_dir: str | Path | None = None) -> dict:
     """wandb options with readable defaults: name ``<name> <overrides> seed<seed>``, group ``<name>``
@@ -231,21 +238,29 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     from .runs import (RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir,
                        describe_error)
 
+    from .distributed import initialize, is_writer, same_on_every_process
+
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
     check_schema(c)
     validate_config(c)
     d, t = c["dataset"], c["trainer"]
+    initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
+               process_id=t.get("process_id"))
+    writer = is_writer()
     label = algorithm_label(c)
     name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
-    run_dir = Path(run_dir or c.get("run_dir") or default_run_dir(name, c["seed"]))
-    resume_dir = _resume_dir(run_dir, t["resume"])
+    # every process of a multi-process run uses process 0's run directory
+    run_dir = Path(same_on_every_process(str(run_dir or c.get("run_dir") or default_run_dir(name, c["seed"]))))
+    resume_dir = _resume_dir(run_dir, t["resume"]) if writer else None
+    resume_dir = same_on_every_process(str(resume_dir or "")) or None
+    resume_dir = Path(resume_dir) if resume_dir else None
     if resume_dir is not None:
         run_dir = resume_dir
     ref = c.get("reference") or {}
     meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
             "reference": ref if ref.get("value") is not None else None}
-    lock = RunLock(run_dir).acquire()
+    lock = RunLock(run_dir).acquire() if writer else _NoLock()
     schedule_epochs, saved = t["epochs"], None
     if resume_dir is not None:  # refusing leaves the run's files as they are
         try:
@@ -260,9 +275,9 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         except BaseException:
             lock.release()
             raise
-    tracker, started = None, resume_dir is None  # a resumed run's record changes once fit() runs
+    tracker, started = None, resume_dir is None and writer  # a resumed run's record changes once fit() runs
     try:
-        if resume_dir is None:
+        if resume_dir is None and writer:
             archive_previous_run(run_dir)
         meta["checkpoint_meta"] = {"config": saved or c,
                                    "config_fingerprint": config_fingerprint(saved or c),
@@ -289,10 +304,10 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         from .tracking import make_tracker
 
         tr = c["tracking"]
-        tracker = make_tracker(list(tr["backends"]), **tracker_options(c, name, overrides=overrides,
-                                                                      sweep_dir=sweep_dir))
+        tracker = make_tracker(list(tr["backends"]) if writer else ["none"],
+                               **tracker_options(c, name, overrides=overrides, sweep_dir=sweep_dir))
         tracker.start(c, run_dir)
-        started = True
+        started = writer
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
     except KeyboardInterrupt as err:
         done = _checkpointed_epochs(run_dir)

@@ -1,4 +1,5 @@
-"""Data parallelism over several devices of one host: a mesh with one ``data`` axis.
+"""Data parallelism over several devices (of one host, or of every process of a multi-process run,
+see :mod:`pcjax.distributed`): a mesh with one ``data`` axis.
 
 The training (and evaluation) batch is sharded over ``data``; parameters, optimiser states and
 the device-resident dataset are replicated. Each device runs the per-sample inference of its
@@ -19,8 +20,9 @@ from .errors import ConfigError
 
 
 def resolve_devices(devices) -> int:
-    """The device count named by ``trainer.devices``: an integer >= 1 or ``all`` (every local device)."""
-    available = jax.local_device_count()
+    """The device count named by ``trainer.devices``: an integer >= 1 or ``all`` (every device; in a
+    multi-process run, every device of every process)."""
+    available = jax.device_count()
     if isinstance(devices, str):
         if devices.lower() == "all":
             return available
@@ -39,12 +41,12 @@ def resolve_devices(devices) -> int:
 
 @dataclass(frozen=True)
 class DataParallel:
-    """The mesh over the first ``n`` local devices and the two shardings used with it."""
+    """The mesh over the first ``n`` devices (every process's, in process order) and its two shardings."""
 
     n: int
 
     def __post_init__(self):
-        object.__setattr__(self, "mesh", Mesh(jax.local_devices()[: self.n], ("data",)))
+        object.__setattr__(self, "mesh", Mesh(jax.devices()[: self.n], ("data",)))
 
     @property
     def batch(self) -> NamedSharding:
@@ -70,6 +72,10 @@ def data_parallel(devices, *, batch_size: int, eval_batch_size: int) -> DataPara
     """The :class:`DataParallel` for ``trainer.devices`` (None for one device), checking that both batch
     sizes split evenly over the devices."""
     n = resolve_devices(devices)
+    if jax.process_count() > 1 and n != jax.device_count():
+        raise ConfigError(
+            f"a run of {jax.process_count()} processes trains on all {jax.device_count()} devices, got "
+            f"trainer.devices={devices}; use trainer.devices=all")
     if n == 1:
         return None
     for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):

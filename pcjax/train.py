@@ -244,6 +244,9 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     val_idx, val_mask = eval_batches(max(val_x.shape[0], 1), cfg.eval_batch_size)
 
     run_dir = Path(cfg.run_dir) if cfg.run_dir else None
+    from .distributed import is_writer
+
+    writer = is_writer()  # in a multi-process run only process 0 writes; every process reads checkpoints
     manager = None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +258,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     record: dict[str, Any] = {
         "schema": 1, **{k: meta.get(k) for k in ("name", "dataset", "model", "algorithm")},
         "seed": cfg.seed, "config": meta.get("config", {}), "reference": meta.get("reference"),
-        "hardware": {**hardware_info(), "devices": 1 if parallel is None else parallel.n},
+        "hardware": {**hardware_info(), "devices": 1 if parallel is None else parallel.n,
+                     "processes": jax.process_count()},
         "git_commit": git_commit(), "status": "running",
         "epochs": [], "inference_trace": None, "summary": {},
     }
@@ -342,7 +346,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
                 hint = ""
             record["status"] = "diverged"
             record["divergence"] = {"epoch": epoch + 1, "batch": bad, "where": where}
-            if run_dir is not None:
+            if run_dir is not None and writer:
                 _write_json_atomic(run_dir / "record.json", record)
             if bar is not None:
                 bar.close()
@@ -374,11 +378,11 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         record["epochs"].append(entry)
         record["inference_trace"] = None if trace_sum is None else trace_sum.tolist()
         _summarise(record)
-        if manager is not None:
+        if manager is not None and writer:
             manager.save(eqx.filter(state, eqx.is_array),
                          {**(meta.get("checkpoint_meta") or {}), "epoch": epoch + 1, "epochs": record["epochs"],
                           "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
-        if run_dir is not None:
+        if run_dir is not None and writer:
             _write_json_atomic(run_dir / "record.json", record)
         if tracker is not None:
             logged = {k: v for k, v in entry.items() if k != "epoch"}
@@ -389,7 +393,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         bar.close()
     record["status"] = "complete"
     _summarise(record)
-    if run_dir is not None:
+    if run_dir is not None and writer:
         _write_json_atomic(run_dir / "record.json", record)
     return state, record
 
