@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("WANDB_MODE", "disabled")  # wandb is a default tracker; the tests that check it turn it on
+os.environ["WANDB_MODE"] = "disabled"  # wandb is a default tracker; the tests that check it turn it on
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
