@@ -149,6 +149,14 @@ for skips in (True, False):
                 if lalr == "error_normalised":
                     extra["lalr_params"] = DEEP_LALR
             row(f"mnist_abl64_{kind[:-3]}_{tag}_{lalr}", "mnist", "resmlp", kind, T=64, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=extra, note="64-layer ingredient ablation: first 10,000 training images, one epoch")
+    if skips:  # depth-aware settings of the two rules whose defaults explode at 64 layers
+        for lalr, variant, params in (("geometric", "mild", {"r": 1.037}), ("log_normalised", "half", {"power": 0.5})):
+            for kind, bidir in (("pc-se", False), ("bpc-se", True)):
+                extra = dict(ABL, model=model, lalr=lalr, lalr_params=params)
+                if bidir:
+                    extra.update(energy=BIDIR["energy"], algorithm=BIDIR["algorithm"])
+                row(f"mnist_abl64_{kind[:-3]}_{tag}_{lalr}_{variant}", "mnist", "resmlp", kind, T=64, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=extra, note="64-layer ingredient ablation: first 10,000 training images, one epoch; " + ("r = 1.037: rho_1 / rho_L = 1.037^64 = 10" if lalr == "geometric" else "power 0.5: half the log-ratio compensated"))
+        row("mnist_abl64_epc_res", "mnist", "resmlp", "epc-se", T=32, act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch; ePC reference (beta 0.1, T = 32)")
     row(f"mnist_abl64_bp_{tag}", "mnist", "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch")
 
 

@@ -336,6 +336,7 @@ def summary_line(record: dict) -> str:
         "algorithm": record["algorithm"], "seed": record["seed"], "epochs": len(record["epochs"]),
         "test_acc": s.get("test_acc"), "val_acc": s.get("val_acc"), "best_test_acc": s.get("best_test_acc"),
         "seconds_per_epoch": s.get("seconds_per_epoch"), "compile_seconds": s.get("compile_seconds"),
+        "time_to_first_step_seconds": s.get("time_to_first_step_seconds"),
         "device": record["hardware"].get("device_kind"), "devices": record["hardware"].get("devices", 1),
         "run_dir": record.get("run_dir"),
     })

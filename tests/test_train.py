@@ -191,3 +191,45 @@ def test_auto_speed_options_for_convnets_on_cpu():
     c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
     _, algo = build(c, 2, data.image_shape, data.num_classes)
     assert algo.runtime.unroll is (True if jax.default_backend() == "cpu" else 1)
+
+
+@pytest.mark.parametrize("loop", ["scan", "step"])
+def test_nothing_compiles_inside_the_timed_epochs(tmp_path, loop):
+    """Every compilation (training step, evaluation on test and validation, the epoch's permutation and
+    keys) happens before ``time_to_first_step_seconds``; none in the epochs, whose seconds would count it."""
+    import time
+
+    import jax.monitoring
+
+    events, first_log = [], []
+
+    class Clock:
+        def start(self, config, run_dir):
+            pass
+
+        def log(self, metrics, step):
+            first_log.append(time.perf_counter())
+
+        def finish(self, summary=None):
+            pass
+
+    def on_compile(event, duration, fun_name="", **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append((time.perf_counter(), fun_name))
+
+    data = load_dataset("digits")
+    c = to_dict(_digits_cfg("pc", epochs=2))
+    model, algo = build(c, 10, data.image_shape, data.num_classes)
+    cfg = TrainerConfig(epochs=2, batch_size=64, seed=0, progress=False, checkpoint=False, loop=loop)
+    jax.monitoring.register_event_duration_secs_listener(on_compile)
+    try:
+        _, record = fit(algo, model, data, cfg, tracker=Clock())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_compile)
+    names = [name for _, name in events]
+    assert "jit(_epoch_plan)" in names, names  # compiled last, before the first step
+    ready = max(t for t, name in events if name == "jit(_epoch_plan)")
+    late = [name for t, name in events if ready < t < first_log[0]]
+    assert not late, f"compiled inside the first epoch: {late}"
+    s = record["summary"]
+    assert 0 < s["compile_seconds"] <= s["time_to_first_step_seconds"]
