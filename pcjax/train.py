@@ -226,54 +226,127 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     The run record (``record.json`` in ``cfg.run_dir``) holds the config, per-epoch metrics,
     seconds per epoch, compile time and hardware; with ``cfg.checkpoint`` the full training state
     is checkpointed atomically after every epoch and ``cfg.resume`` continues from the latest one.
+    The pieces, in order: :class:`EpochLayout` (batches and chunks), :func:`place_data` (the
+    device-resident splits), :func:`new_record`, :class:`RunStore` (record and checkpoints, resume),
+    :func:`warm_up` (every compilation), then per epoch :func:`run_epoch`, :func:`epoch_entry`
+    (evaluation and the record's entry) and ``RunStore.save``.
     """
-    from .checkpoint import CheckpointManager
-    from .tracking import git_commit, hardware_info
+    from .distributed import is_writer
+    from .sharding import data_parallel
 
     t_start = time.perf_counter()
     meta = dict(meta or {})
     train, (val_x, val_y) = split_validation(data, cfg.val_fraction, cfg.seed)
-    n = train.train_x.shape[0]
-    if n < cfg.batch_size:
-        raise ConfigError(f"trainer.batch_size={cfg.batch_size} exceeds the {n} training examples")
-    nb = n // cfg.batch_size
-    K = math.ceil(nb / min(cfg.chunks_per_epoch, nb))
-    n_chunks = math.ceil(nb / K)
-    from .sharding import data_parallel
-
+    layout = EpochLayout.of(train.train_x.shape[0], cfg.batch_size, cfg.chunks_per_epoch)
     parallel = data_parallel(cfg.devices, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size)
     compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold, parallel)
-    diagnose, diag_batch = None, None
-    if cfg.diagnostics:  # per-layer update norms and cosines with backprop on a fixed training batch
-        from .diagnostics import Diagnostics
-
-        loss = getattr(getattr(algorithm, "config", None), "energy", None)
-        loss = loss.output if loss is not None else getattr(algorithm, "loss", "gaussian")
-        diagnose = Diagnostics(algorithm, loss if isinstance(loss, str) else "gaussian")
-        b = min(cfg.batch_size, train.train_x.shape[0])
-        diag_batch = (compiled.prep_eval(jnp.asarray(train.train_x[:b])),
-                      jax.nn.one_hot(jnp.asarray(train.train_y[:b]), data.num_classes))
+    diagnose = _diagnostics(algorithm, compiled, train, data.num_classes, cfg) if cfg.diagnostics else None
     loop = resolve_loop(cfg.loop, model)
+    dev = place_data(train, data, (val_x, val_y), cfg.eval_batch_size, parallel)
+    store = RunStore(cfg, meta, writer=is_writer())
+    state = algorithm.init(model)
+    if parallel is not None:
+        state = parallel.replicate(state)
+    record = new_record(meta, cfg, parallel)
+    state, record, start_epoch = store.resume(state, record, parallel)
+    base_key = jax.random.PRNGKey(cfg.seed)
+    plan, compile_seconds = warm_up(compiled, loop, state, dev, layout, base_key, start_epoch)
+    summary = record["summary"]  # a resumed run keeps its first start-up's numbers
+    if summary.get("compile_seconds") is None:
+        summary["compile_seconds"] = compile_seconds
+    if summary.get("time_to_first_step_seconds") is None:  # data placement + compilation
+        summary["time_to_first_step_seconds"] = time.perf_counter() - t_start
+
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        per_epoch, unit = (layout.n_chunks, "chunk") if loop == "scan" else (layout.nb, "step")
+        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch, desc=str(meta.get("name") or "train"), unit=unit,
+                   leave=False)
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.perf_counter()
+        if cfg.beta_schedule is not None and hasattr(state, "beta"):
+            state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
+        state, dead, metrics = run_epoch(compiled, loop, state, dev, plan(base_key, epoch), epoch, bar)
+        seconds = time.perf_counter() - t_epoch
+        if dead:
+            divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold)
+            record["status"], record["divergence"] = "diverged", divergence
+            store.write_record(record)
+            if bar is not None:
+                bar.close()
+            raise DivergenceError(message)
+        entry, trace = epoch_entry(compiled, state, dev, metrics, epoch, seconds, diagnose)
+        record["epochs"].append(entry)
+        record["inference_trace"] = None if trace is None else trace.tolist()
+        _summarise(record)
+        store.save(state, record, epoch + 1)
+        if tracker is not None:
+            logged = {k: v for k, v in entry.items() if k != "epoch"}
+            if trace is not None:  # per-layer energy at every inference step (a table + plot in wandb)
+                logged["inference_trace"] = trace.tolist()
+            tracker.log(logged, step=epoch + 1)
+    if bar is not None:
+        bar.close()
+    record["status"] = "complete"
+    _summarise(record)
+    store.write_record(record)
+    return state, record
+
+
+@dataclass(frozen=True)
+class EpochLayout:
+    """How an epoch is cut: ``nb`` full batches of the ``n`` training examples, run as ``n_chunks``
+    compiled chunks of ``K`` steps (the last chunk padded with skipped steps)."""
+
+    n: int
+    batch_size: int
+    nb: int
+    K: int
+    n_chunks: int
+
+    @classmethod
+    def of(cls, n: int, batch_size: int, chunks_per_epoch: int) -> "EpochLayout":
+        """The layout for ``n`` examples; ConfigError when one batch is larger than the training set."""
+        if n < batch_size:
+            raise ConfigError(f"trainer.batch_size={batch_size} exceeds the {n} training examples")
+        nb = n // batch_size
+        K = math.ceil(nb / min(chunks_per_epoch, nb))
+        return cls(n, batch_size, nb, K, math.ceil(nb / K))
+
+
+def place_data(train: ArrayDataset, data: ArrayDataset, val: tuple, eval_batch_size: int, parallel=None) -> dict:
+    """The uint8 splits on the device(s) (replicated over the mesh with several devices), and the
+    evaluation index batches and masks of the test and validation splits."""
+    val_x, val_y = val
     dev = {k: jnp.asarray(v) for k, v in dict(
         train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
         val_x=val_x, val_y=val_y).items()}
     if parallel is not None:
         dev = parallel.replicate(dev)
-    test_idx, test_mask = eval_batches(data.test_x.shape[0], cfg.eval_batch_size)
-    val_idx, val_mask = eval_batches(max(val_x.shape[0], 1), cfg.eval_batch_size)
+    dev["test_idx"], dev["test_mask"] = eval_batches(data.test_x.shape[0], eval_batch_size)
+    dev["val_idx"], dev["val_mask"] = eval_batches(max(val_x.shape[0], 1), eval_batch_size)
+    return dev
 
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else None
-    from .distributed import is_writer
 
-    writer = is_writer()  # in a multi-process run only process 0 writes; every process reads checkpoints
-    manager = None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        manager = CheckpointManager(run_dir, keep=cfg.keep_checkpoints) if cfg.checkpoint else None
-    state = algorithm.init(model)
-    if parallel is not None:
-        state = parallel.replicate(state)
-    base_key = jax.random.PRNGKey(cfg.seed)
+def _diagnostics(algorithm, compiled, train: ArrayDataset, num_classes: int, cfg: TrainerConfig):
+    """Per-layer update norms and cosines with backprop, on a fixed training batch: state -> dict."""
+    from .diagnostics import Diagnostics
+
+    loss = getattr(getattr(algorithm, "config", None), "energy", None)
+    loss = loss.output if loss is not None else getattr(algorithm, "loss", "gaussian")
+    diagnose = Diagnostics(algorithm, loss if isinstance(loss, str) else "gaussian")
+    b = min(cfg.batch_size, train.train_x.shape[0])
+    batch = (compiled.prep_eval(jnp.asarray(train.train_x[:b])), jax.nn.one_hot(jnp.asarray(train.train_y[:b]),
+                                                                                 num_classes))
+    return lambda state: diagnose(state, *batch)
+
+
+def new_record(meta: dict, cfg: TrainerConfig, parallel) -> dict:
+    """A fresh run record (status ``running``) with the run's identity, config and hardware."""
+    from .tracking import git_commit, hardware_info
+
     record: dict[str, Any] = {
         "schema": 1, **{k: meta.get(k) for k in ("name", "dataset", "model", "algorithm")},
         "seed": cfg.seed, "config": meta.get("config", {}), "reference": meta.get("reference"),
@@ -284,143 +357,153 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     }
     if (meta.get("checkpoint_meta") or {}).get("config_fingerprint"):
         record["config_fingerprint"] = meta["checkpoint_meta"]["config_fingerprint"]
-    start_epoch = 0
-    if cfg.resume and manager is not None:
-        restored = manager.restore_latest(eqx.filter(state, eqx.is_array))
-        if restored is not None:
-            arrays, ck_meta = restored
-            state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
-            if parallel is not None:
-                state = parallel.replicate(state)
-            start_epoch = int(ck_meta["epoch"])
-            record = _resumed_record(record, run_dir, ck_meta, cfg)
+    return record
 
-    # Compile once up front on an all-invalid chunk (the cond skips every step), so epoch times
-    # exclude compilation.
+
+class RunStore:
+    """The run directory: ``record.json`` (atomic writes) and the per-epoch checkpoints. Only the
+    writer (process 0 of a multi-process run) writes; every process can resume from it."""
+
+    def __init__(self, cfg: TrainerConfig, meta: dict, *, writer: bool = True):
+        from .checkpoint import CheckpointManager
+
+        self.cfg, self.meta, self.writer = cfg, meta, writer
+        self.run_dir = Path(cfg.run_dir) if cfg.run_dir else None
+        self.manager = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.manager = CheckpointManager(self.run_dir, keep=cfg.keep_checkpoints) if cfg.checkpoint else None
+
+    def resume(self, state, record: dict, parallel=None):
+        """(state, record, first epoch to run): from the latest checkpoint when ``cfg.resume``."""
+        if not (self.cfg.resume and self.manager is not None):
+            return state, record, 0
+        restored = self.manager.restore_latest(eqx.filter(state, eqx.is_array))
+        if restored is None:
+            return state, record, 0
+        arrays, ck_meta = restored
+        state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
+        if parallel is not None:
+            state = parallel.replicate(state)
+        return state, _resumed_record(record, self.run_dir, ck_meta, self.cfg), int(ck_meta["epoch"])
+
+    def write_record(self, record: dict) -> None:
+        """Write ``record.json`` atomically (writer only)."""
+        if self.run_dir is not None and self.writer:
+            _write_json_atomic(self.run_dir / "record.json", record)
+
+    def save(self, state, record: dict, epoch: int) -> None:
+        """Checkpoint the state after ``epoch`` (when checkpointing), then write the record."""
+        if self.manager is not None and self.writer:
+            self.manager.save(eqx.filter(state, eqx.is_array),
+                              {**(self.meta.get("checkpoint_meta") or {}), "epoch": epoch, "epochs": record["epochs"],
+                               "compile_seconds": record["summary"]["compile_seconds"]}, epoch)
+        self.write_record(record)
+
+
+def warm_up(compiled, loop: str, state, dev: dict, layout: EpochLayout, base_key, start_epoch: int):
+    """Compile everything an epoch runs before the first one, so epoch times exclude compilation:
+    the training chunk on an all-invalid chunk (the cond skips every step) or one discarded step,
+    the evaluation on the test and validation splits, and the epoch plan. Returns (plan, seconds)."""
     t0 = time.perf_counter()
-    dummy_idx = jnp.zeros((K, cfg.batch_size), jnp.int32)
+    dummy_idx = jnp.zeros((layout.K, layout.batch_size), jnp.int32)
     if loop == "scan":
         jax.block_until_ready(compiled.chunk(state, dev["train_x"], dev["train_y"], base_key, dummy_idx,
-                                             jnp.zeros((K,), bool), jnp.asarray(False)))
+                                             jnp.zeros((layout.K,), bool), jnp.asarray(False)))
     else:  # one discarded step (its result is dropped; the dead flag keeps nothing from it anyway)
         jax.block_until_ready(compiled.step(state, dev["train_x"], dev["train_y"], base_key, dummy_idx[0],
                                             jnp.asarray(True)))
-    compiled.evaluate(state, dev["test_x"], dev["test_y"], test_idx, test_mask).block_until_ready()
-    if val_x.shape[0]:
-        compiled.evaluate(state, dev["val_x"], dev["val_y"], val_idx, val_mask).block_until_ready()
-    # the epoch's permutation and keys: one compiled function, its results used on the host, so that no
-    # small operation compiles inside the timed first epoch
-    plan = jax.jit(functools.partial(_epoch_plan, n=n, batch_size=cfg.batch_size, n_chunks=n_chunks, K=K))
-    jax.block_until_ready(plan(base_key, start_epoch))
-    if record["summary"].get("compile_seconds") is None:
-        record["summary"]["compile_seconds"] = time.perf_counter() - t0
-    if record["summary"].get("time_to_first_step_seconds") is None:  # data placement + compilation
-        record["summary"]["time_to_first_step_seconds"] = time.perf_counter() - t_start
+    compiled.evaluate(state, dev["test_x"], dev["test_y"], dev["test_idx"], dev["test_mask"]).block_until_ready()
+    if dev["val_x"].shape[0]:
+        compiled.evaluate(state, dev["val_x"], dev["val_y"], dev["val_idx"], dev["val_mask"]).block_until_ready()
+    # the epoch's permutation and keys: one compiled function whose results are used on the host, so
+    # that no small operation compiles inside the timed first epoch
+    jitted = jax.jit(functools.partial(_epoch_plan, n=layout.n, batch_size=layout.batch_size,
+                                       n_chunks=layout.n_chunks, K=layout.K))
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
+    def plan(key, epoch):
+        return tuple(np.asarray(a) for a in jitted(key, epoch))
 
-        per_epoch, unit = (n_chunks, "chunk") if loop == "scan" else (nb, "step")
-        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch, desc=str(meta.get("name") or "train"), unit=unit,
-                   leave=False)
-    trace_sum = None
-    for epoch in range(start_epoch, cfg.epochs):
-        t_epoch = time.perf_counter()
-        if cfg.beta_schedule is not None and hasattr(state, "beta"):
-            state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
-        perm, valid, chunk_keys, step_keys = (np.asarray(a) for a in plan(base_key, epoch))
-        dead = jnp.asarray(False)
-        chunks = []
-        for c in range(n_chunks):
-            if loop == "scan":
-                state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], chunk_keys[c], perm[c],
-                                                valid[c], dead)
-            else:  # the same batches and keys as the scan, one dispatch per step
-                steps = []
-                for k in np.flatnonzero(valid[c]):
-                    state, dead, mk = compiled.step(state, dev["train_x"], dev["train_y"], step_keys[c, k], perm[c, k],
-                                                    dead)
-                    steps.append(mk)
-                    if bar is not None:
-                        bar.update(1)
-                m = {key: np.stack([np.asarray(s[key]) for s in steps]) for key in steps[0]}
-            chunks.append(m)
-            if bar is not None:
-                bar.update(1 if loop == "scan" else 0)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.asarray(m['loss'])[-1]):.4f}")
-            if loop == "step" and bool(dead):  # the scan skips the remaining steps; here they are not run
-                break
-        metrics = {k: np.concatenate([np.asarray(m[k]) for m in chunks]) for k in chunks[0]}
-        jax.block_until_ready(state)
-        seconds = time.perf_counter() - t_epoch
-        mask = np.asarray(metrics["valid"])
-        if bool(dead):
-            finite = np.asarray(metrics["finite"])
-            bad = int(np.argmax(mask & ~finite))
-            values = {k: float(np.asarray(metrics[k])[bad]) for k in ("energy", "loss")}
-            if all(math.isfinite(v) for v in values.values()):  # finite, but beyond the threshold
-                key, value = max(values.items(), key=lambda kv: abs(kv[1]))
-                where = f"the {key} reached {value:.3g}"
-                what = (f"the {key} reached {value:.3g}, beyond trainer.divergence_threshold="
-                        f"{cfg.divergence_threshold:g}, in epoch {epoch + 1}, batch {bad}")
-                hint = " (raise trainer.divergence_threshold if such values are expected)"
-            else:
-                where = _first_nonfinite(metrics, bad)
-                what = f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}"
-                hint = ""
-            record["status"] = "diverged"
-            record["divergence"] = {"epoch": epoch + 1, "batch": bad, "where": where}
-            if run_dir is not None and writer:
-                _write_json_atomic(run_dir / "record.json", record)
-            if bar is not None:
-                bar.close()
-            raise DivergenceError(
-                f"{what}. Training stopped; the last good checkpoint and record (end of the previous epoch) are "
-                "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
-                f"weight lr{hint}."
-            )
-        # every per-step scalar metric (a custom algorithm's own included) reaches the record and trackers
-        means = {k: float(np.asarray(v)[mask].mean()) for k, v in metrics.items()
-                 if k not in ("valid", "finite") and np.asarray(v).ndim == 1}
-        if "layer_energy" in metrics:
-            trace_sum = np.asarray(metrics["layer_energy"])[mask].mean(axis=0)
-        t_eval = time.perf_counter()
-        test_acc = float(compiled.evaluate(state, dev["test_x"], dev["test_y"], test_idx, test_mask))
-        val_acc = (float(compiled.evaluate(state, dev["val_x"], dev["val_y"], val_idx, val_mask))
-                   if val_x.shape[0] else None)
-        entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
-                 "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
-                 "eval_seconds": time.perf_counter() - t_eval}
-        entry.update({f"train_{k}": v for k, v in means.items() if k not in ("loss", "energy", "acc")})
-        if diagnose is not None:
-            entry["diagnostics"] = diagnose(state, *diag_batch)
-        if trace_sum is not None:
-            entry["layer_energy"] = trace_sum[-1].tolist()
-            for key in ("step_scale", "error_norm"):
-                if key in metrics:
-                    entry[key] = np.asarray(metrics[key])[mask].mean(axis=0).tolist()
-        record["epochs"].append(entry)
-        record["inference_trace"] = None if trace_sum is None else trace_sum.tolist()
-        _summarise(record)
-        if manager is not None and writer:
-            manager.save(eqx.filter(state, eqx.is_array),
-                         {**(meta.get("checkpoint_meta") or {}), "epoch": epoch + 1, "epochs": record["epochs"],
-                          "compile_seconds": record["summary"]["compile_seconds"]}, epoch + 1)
-        if run_dir is not None and writer:
-            _write_json_atomic(run_dir / "record.json", record)
-        if tracker is not None:
-            logged = {k: v for k, v in entry.items() if k != "epoch"}
-            if trace_sum is not None:  # per-layer energy at every inference step (a table + plot in wandb)
-                logged["inference_trace"] = trace_sum.tolist()
-            tracker.log(logged, step=epoch + 1)
-    if bar is not None:
-        bar.close()
-    record["status"] = "complete"
-    _summarise(record)
-    if run_dir is not None and writer:
-        _write_json_atomic(run_dir / "record.json", record)
-    return state, record
+    plan(base_key, start_epoch)
+    return plan, time.perf_counter() - t0
+
+
+def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, bar=None):
+    """One epoch's training steps from its ``plan`` (batches, validity, chunk and step keys): chunks of
+    steps under ``lax.scan``, or one dispatch per step (the same batches and keys). Returns (state,
+    dead, per-step metrics as host arrays); ``dead`` when a step diverged (the rest were skipped)."""
+    perm, valid, chunk_keys, step_keys = plan
+    dead = jnp.asarray(False)
+    chunks = []
+    for c in range(perm.shape[0]):
+        if loop == "scan":
+            state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], chunk_keys[c], perm[c], valid[c],
+                                            dead)
+        else:
+            steps = []
+            for k in np.flatnonzero(valid[c]):
+                state, dead, mk = compiled.step(state, dev["train_x"], dev["train_y"], step_keys[c, k], perm[c, k],
+                                                dead)
+                steps.append(mk)
+                if bar is not None:
+                    bar.update(1)
+            m = {key: np.stack([np.asarray(s[key]) for s in steps]) for key in steps[0]}
+        chunks.append(m)
+        if bar is not None:
+            bar.update(1 if loop == "scan" else 0)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.asarray(m['loss'])[-1]):.4f}")
+        if loop == "step" and bool(dead):  # the scan skips the remaining steps; here they are not run
+            break
+    metrics = {k: np.concatenate([np.asarray(m[k]) for m in chunks]) for k in chunks[0]}
+    jax.block_until_ready(state)
+    return state, bool(dead), metrics
+
+
+def describe_divergence(metrics: dict, epoch: int, threshold: float | None) -> tuple[dict, str]:
+    """Where the first bad step of an epoch went wrong (``{"epoch", "batch", "where"}``) and the
+    DivergenceError message naming it and the fix."""
+    mask, finite = metrics["valid"], metrics["finite"]
+    bad = int(np.argmax(mask & ~finite))
+    values = {k: float(metrics[k][bad]) for k in ("energy", "loss")}
+    if all(math.isfinite(v) for v in values.values()):  # finite, but beyond the threshold
+        key, value = max(values.items(), key=lambda kv: abs(kv[1]))
+        where = f"the {key} reached {value:.3g}"
+        what = (f"the {key} reached {value:.3g}, beyond trainer.divergence_threshold={threshold:g}, "
+                f"in epoch {epoch + 1}, batch {bad}")
+        hint = " (raise trainer.divergence_threshold if such values are expected)"
+    else:
+        where = _first_nonfinite(metrics, bad)
+        what = f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}"
+        hint = ""
+    message = (f"{what}. Training stopped; the last good checkpoint and record (end of the previous epoch) are "
+               "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
+               f"weight lr{hint}.")
+    return {"epoch": epoch + 1, "batch": bad, "where": where}, message
+
+
+def epoch_entry(compiled, state, dev: dict, metrics: dict, epoch: int, seconds: float, diagnose=None):
+    """The record's entry for one epoch (means of every per-step scalar metric, a custom algorithm's
+    own included; test and validation accuracy; per-layer energies) and the epoch's mean inference
+    trace (inference steps x layers, None without one)."""
+    mask = metrics["valid"]
+    means = {k: float(v[mask].mean()) for k, v in metrics.items() if k not in ("valid", "finite") and v.ndim == 1}
+    trace = metrics["layer_energy"][mask].mean(axis=0) if "layer_energy" in metrics else None
+    t_eval = time.perf_counter()
+    test_acc = float(compiled.evaluate(state, dev["test_x"], dev["test_y"], dev["test_idx"], dev["test_mask"]))
+    val_acc = (float(compiled.evaluate(state, dev["val_x"], dev["val_y"], dev["val_idx"], dev["val_mask"]))
+               if dev["val_x"].shape[0] else None)
+    entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
+             "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
+             "eval_seconds": time.perf_counter() - t_eval}
+    entry.update({f"train_{k}": v for k, v in means.items() if k not in ("loss", "energy", "acc")})
+    if diagnose is not None:
+        entry["diagnostics"] = diagnose(state)
+    if trace is not None:
+        entry["layer_energy"] = trace[-1].tolist()
+        for key in ("step_scale", "error_norm"):
+            if key in metrics:
+                entry[key] = metrics[key][mask].mean(axis=0).tolist()
+    return entry, trace
 
 
 def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: TrainerConfig) -> dict:
