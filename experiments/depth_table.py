@@ -68,7 +68,10 @@ def main(argv=None) -> int:
                 runs = table.get((ds, depth, algo), [])
                 if runs:
                     means[algo] = statistics.mean(acc for acc, _ in runs)
-                    cells.append(f"{fmt([acc for acc, _ in runs])} (n={len(runs)}, {statistics.mean(s for _, s in runs):.0f} s/ep)")
+                    bad = FAILED.get((ds, depth, algo), [])
+                    other = f"; {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else ""
+                    cells.append(f"{fmt([acc for acc, _ in runs])} (n={len(runs)}{other}, "
+                                 f"{statistics.mean(s for _, s in runs):.0f} s/ep)")
                 elif FAILED.get((ds, depth, algo)):
                     cells.append(" / ".join(sorted(set(FAILED[(ds, depth, algo)]))))
                 else:
@@ -123,12 +126,12 @@ def plot_diagnostics(paths: list[str], out: str) -> None:
     runs = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
-        if m and r.status == "complete" and r.epochs and "diagnostics" in r.epochs[-1]:
+        if m and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]:
             runs.append((m["ds"], int(m["depth"]), ALGOS[m["algo"]], r.epochs[-1]["diagnostics"]))
     if not runs:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ds, depth, label, d in sorted(runs):
+    for ds, depth, label, d in sorted(runs, key=lambda t: t[:3]):
         layers = range(1, len(d["cosine_bp"]) + 1)
         axes[0].plot(layers, d["cosine_bp"], marker=".", label=f"{ds} {depth}: {label}")
         ratio = [u / (g + 1e-30) for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
