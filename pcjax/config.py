@@ -130,6 +130,8 @@ class TrainerCfg:
     divergence_threshold: Optional[float] = 1e12
     diagnostics: bool = False
     devices: Any = 1
+    placement: str = "auto"
+    device_memory_budget: Optional[int] = None
     distributed: str = "off"
     coordinator: Optional[str] = None
     num_processes: Optional[int] = None
@@ -427,6 +429,10 @@ def validate_config(c: dict) -> None:
     from .distributed import MODES as DIST_MODES
 
     ck.choice("trainer.distributed", DIST_MODES)
+    from .streaming import PLACEMENTS
+
+    ck.choice("trainer.placement", PLACEMENTS)
+    ck.integer("trainer.device_memory_budget", 1, none_ok=True)
     ck.integer("trainer.num_processes", 1, none_ok=True)
     ck.integer("trainer.process_id", 0, none_ok=True)
     resume = ck.get("trainer.resume")

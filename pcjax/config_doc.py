@@ -89,6 +89,8 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.extend_epochs": "resume: allow a larger trainer.epochs than the run started with (the lr schedule keeps its length)",
     "trainer.diagnostics": "record per-layer update norms, backprop gradient norms and their cosines every epoch",
     "trainer.divergence_threshold": "stop when |energy| or |loss| of a step exceeds this (null: only non-finite values stop)",
+    "trainer.placement": "where the dataset lives: auto (host when larger than the memory budget) | device | host (batches stream from host memory)",
+    "trainer.device_memory_budget": "bytes of device memory the dataset may use before auto streams it from the host (default: 60 % of a GPU's memory; no limit on CPU)",
     "trainer.distributed": "several processes: off | auto (jax.distributed under SLURM / MPI or with a coordinator) | on",
     "trainer.coordinator": "host:port of process 0 for a multi-process run (or PCJAX_COORDINATOR)",
     "trainer.num_processes": "number of processes of a multi-process run (or PCJAX_NUM_PROCESSES)",

@@ -299,7 +299,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
             beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
             divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
-            devices=t.get("devices", 1),
+            devices=t.get("devices", 1), placement=t.get("placement", "auto"),
+            device_memory_budget=t.get("device_memory_budget"),
         )
         from .tracking import make_tracker
 

@@ -85,6 +85,8 @@ class TrainerConfig:
     divergence_threshold: float | None = 1e12
     diagnostics: bool = False
     devices: int | str = 1
+    placement: str = "auto"
+    device_memory_budget: int | None = None
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -233,6 +235,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     """
     from .distributed import is_writer
     from .sharding import data_parallel
+    from .streaming import choose_placement, dataset_bytes
 
     t_start = time.perf_counter()
     meta = dict(meta or {})
@@ -241,13 +244,16 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     parallel = data_parallel(cfg.devices, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size)
     compiled = _Compiled(algorithm, data, cfg.augment, data.num_classes, cfg.divergence_threshold, parallel)
     diagnose = _diagnostics(algorithm, compiled, train, data.num_classes, cfg) if cfg.diagnostics else None
-    loop = resolve_loop(cfg.loop, model)
-    dev = place_data(train, data, (val_x, val_y), cfg.eval_batch_size, parallel)
+    placement = choose_placement(cfg.placement, dataset_bytes(train.train_x, train.train_y, data.test_x, data.test_y,
+                                                              val_x, val_y), cfg.device_memory_budget)
+    loop = "step" if placement == "host" else resolve_loop(cfg.loop, model)  # host batches: one dispatch per step
+    dev = place_data(train, data, (val_x, val_y), cfg.eval_batch_size, parallel, on_device=placement == "device")
     store = RunStore(cfg, meta, writer=is_writer())
     state = algorithm.init(model)
     if parallel is not None:
         state = parallel.replicate(state)
     record = new_record(meta, cfg, parallel)
+    record["hardware"]["placement"] = placement
     state, record, start_epoch = store.resume(state, record, parallel)
     base_key = jax.random.PRNGKey(cfg.seed)
     plan, compile_seconds = warm_up(compiled, loop, state, dev, layout, base_key, start_epoch)
@@ -268,7 +274,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         t_epoch = time.perf_counter()
         if cfg.beta_schedule is not None and hasattr(state, "beta"):
             state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
-        state, dead, metrics = run_epoch(compiled, loop, state, dev, plan(base_key, epoch), epoch, bar)
+        state, dead, metrics = run_epoch(compiled, loop, state, dev, plan(base_key, epoch), epoch, bar,
+                                         sharding=None if parallel is None else parallel.batch)
         seconds = time.perf_counter() - t_epoch
         if dead:
             divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold)
@@ -316,15 +323,19 @@ class EpochLayout:
         return cls(n, batch_size, nb, K, math.ceil(nb / K))
 
 
-def place_data(train: ArrayDataset, data: ArrayDataset, val: tuple, eval_batch_size: int, parallel=None) -> dict:
-    """The uint8 splits on the device(s) (replicated over the mesh with several devices), and the
-    evaluation index batches and masks of the test and validation splits."""
+def place_data(train: ArrayDataset, data: ArrayDataset, val: tuple, eval_batch_size: int, parallel=None, *,
+               on_device: bool = True) -> dict:
+    """The uint8 splits on the device(s) (replicated over the mesh with several devices; left on the host
+    with ``on_device=False``, see :mod:`pcjax.streaming`), and the evaluation index batches and masks of
+    the test and validation splits."""
     val_x, val_y = val
-    dev = {k: jnp.asarray(v) for k, v in dict(
-        train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
-        val_x=val_x, val_y=val_y).items()}
-    if parallel is not None:
-        dev = parallel.replicate(dev)
+    dev = dict(train_x=train.train_x, train_y=train.train_y, test_x=data.test_x, test_y=data.test_y,
+               val_x=val_x, val_y=val_y)
+    dev["eval_batch_size"], dev["on_device"] = eval_batch_size, on_device
+    if on_device:
+        dev.update({k: jnp.asarray(dev[k]) for k in ("train_x", "train_y", "test_x", "test_y", "val_x", "val_y")})
+        if parallel is not None:
+            dev = parallel.replicate(dev)
     dev["test_idx"], dev["test_mask"] = eval_batches(data.test_x.shape[0], eval_batch_size)
     dev["val_idx"], dev["val_mask"] = eval_batches(max(val_x.shape[0], 1), eval_batch_size)
     return dev
@@ -407,15 +418,22 @@ def warm_up(compiled, loop: str, state, dev: dict, layout: EpochLayout, base_key
     the evaluation on the test and validation splits, and the epoch plan. Returns (plan, seconds)."""
     t0 = time.perf_counter()
     dummy_idx = jnp.zeros((layout.K, layout.batch_size), jnp.int32)
-    if loop == "scan":
+    if not dev["on_device"]:  # host batches: the step on one batch, the evaluation on one eval batch
+        B, E = layout.batch_size, dev["eval_batch_size"]
+        xb, yb = np.zeros((B,) + dev["train_x"].shape[1:], np.uint8), np.zeros((B,), np.int32)
+        jax.block_until_ready(compiled.step(state, xb, yb, base_key, np.arange(B, dtype=np.int32), jnp.asarray(True)))
+        xe, ye = np.zeros((E,) + dev["test_x"].shape[1:], np.uint8), np.zeros((E,), np.int32)
+        compiled.evaluate(state, xe, ye, np.arange(E, dtype=np.int32)[None], np.ones((1, E), bool)).block_until_ready()
+    elif loop == "scan":
         jax.block_until_ready(compiled.chunk(state, dev["train_x"], dev["train_y"], base_key, dummy_idx,
                                              jnp.zeros((layout.K,), bool), jnp.asarray(False)))
     else:  # one discarded step (its result is dropped; the dead flag keeps nothing from it anyway)
         jax.block_until_ready(compiled.step(state, dev["train_x"], dev["train_y"], base_key, dummy_idx[0],
                                             jnp.asarray(True)))
-    compiled.evaluate(state, dev["test_x"], dev["test_y"], dev["test_idx"], dev["test_mask"]).block_until_ready()
-    if dev["val_x"].shape[0]:
-        compiled.evaluate(state, dev["val_x"], dev["val_y"], dev["val_idx"], dev["val_mask"]).block_until_ready()
+    if dev["on_device"]:
+        compiled.evaluate(state, dev["test_x"], dev["test_y"], dev["test_idx"], dev["test_mask"]).block_until_ready()
+        if dev["val_x"].shape[0]:
+            compiled.evaluate(state, dev["val_x"], dev["val_y"], dev["val_idx"], dev["val_mask"]).block_until_ready()
     # the epoch's permutation and keys: one compiled function whose results are used on the host, so
     # that no small operation compiles inside the timed first epoch
     jitted = jax.jit(functools.partial(_epoch_plan, n=layout.n, batch_size=layout.batch_size,
@@ -428,12 +446,28 @@ def warm_up(compiled, loop: str, state, dev: dict, layout: EpochLayout, base_key
     return plan, time.perf_counter() - t0
 
 
-def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, bar=None):
+def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, bar=None, sharding=None):
     """One epoch's training steps from its ``plan`` (batches, validity, chunk and step keys): chunks of
-    steps under ``lax.scan``, or one dispatch per step (the same batches and keys). Returns (state,
-    dead, per-step metrics as host arrays); ``dead`` when a step diverged (the rest were skipped)."""
+    steps under ``lax.scan``, or one dispatch per step (the same batches and keys), the batches gathered
+    on the host when the dataset is not on the device. Returns (state, dead, per-step metrics as host
+    arrays); ``dead`` when a step diverged (the rest were skipped)."""
     perm, valid, chunk_keys, step_keys = plan
     dead = jnp.asarray(False)
+    if not dev["on_device"]:
+        from .streaming import HostBatches
+
+        rows = np.arange(perm.shape[-1], dtype=np.int32)  # the batch itself is the "dataset" of the step
+        steps = []
+        for (xb, yb), key in zip(HostBatches(dev["train_x"], dev["train_y"], perm, valid, sharding), step_keys[valid]):
+            state, dead, mk = compiled.step(state, xb, yb, key, rows, dead)
+            steps.append(mk)
+            if bar is not None:
+                bar.update(1)
+            if bool(dead):
+                break
+        metrics = {key: np.stack([np.asarray(s[key]) for s in steps]) for key in steps[0]}
+        jax.block_until_ready(state)
+        return state, bool(dead), metrics
     chunks = []
     for c in range(perm.shape[0]):
         if loop == "scan":
@@ -481,6 +515,16 @@ def describe_divergence(metrics: dict, epoch: int, threshold: float | None) -> t
     return {"epoch": epoch + 1, "batch": bad, "where": where}, message
 
 
+def _accuracy(compiled, state, dev: dict, split: str) -> float:
+    """Test or validation accuracy: one compiled scan over the device-resident split, or per host batch."""
+    if dev["on_device"]:
+        return float(compiled.evaluate(state, dev[f"{split}_x"], dev[f"{split}_y"], dev[f"{split}_idx"],
+                                       dev[f"{split}_mask"]))
+    from .streaming import host_accuracy
+
+    return host_accuracy(compiled.evaluate, state, dev[f"{split}_x"], dev[f"{split}_y"], dev["eval_batch_size"])
+
+
 def epoch_entry(compiled, state, dev: dict, metrics: dict, epoch: int, seconds: float, diagnose=None):
     """The record's entry for one epoch (means of every per-step scalar metric, a custom algorithm's
     own included; test and validation accuracy; per-layer energies) and the epoch's mean inference
@@ -489,9 +533,8 @@ def epoch_entry(compiled, state, dev: dict, metrics: dict, epoch: int, seconds: 
     means = {k: float(v[mask].mean()) for k, v in metrics.items() if k not in ("valid", "finite") and v.ndim == 1}
     trace = metrics["layer_energy"][mask].mean(axis=0) if "layer_energy" in metrics else None
     t_eval = time.perf_counter()
-    test_acc = float(compiled.evaluate(state, dev["test_x"], dev["test_y"], dev["test_idx"], dev["test_mask"]))
-    val_acc = (float(compiled.evaluate(state, dev["val_x"], dev["val_y"], dev["val_idx"], dev["val_mask"]))
-               if dev["val_x"].shape[0] else None)
+    test_acc = _accuracy(compiled, state, dev, "test")
+    val_acc = _accuracy(compiled, state, dev, "val") if dev["val_x"].shape[0] else None
     entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
              "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
              "eval_seconds": time.perf_counter() - t_eval}
