@@ -100,30 +100,12 @@ def plot(res: dict, out: str) -> None:
 
 
 def plot_diagnostics(res: dict, out: str) -> None:
-    """Per-block update size relative to backprop for the runs with skips that completed."""
-    import matplotlib
+    """Per-block update direction and size relative to backprop for the runs with skips that completed."""
+    from depth_table import plot_update_vs_backprop
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for (algo, skips, rule), (acc, _, d) in sorted(res.items()):
-        if skips != "res" or not d or algo == "bp":
-            continue
-        label = f"{ENERGY.get(algo, algo.upper()).split(' ')[0]} {RULES.get(rule, '')} ({acc:.1f} %)"
-        layers = range(1, len(d["cosine_bp"]) + 1)
-        axes[0].plot(layers, d["cosine_bp"], marker=".", label=label)
-        axes[1].plot(layers, [u / (g + 1e-30) for u, g in zip(d["update_norm"], d["bp_grad_norm"])], marker=".",
-                     label=label)
-    axes[0].set(xlabel="block l (1 = input side)", ylabel="cos(update_l, BP gradient_l)",
-                title="64 layers: direction of each block's update vs backprop")
-    axes[1].set(xlabel="block l (1 = input side)", ylabel="||update_l|| / ||BP gradient_l||", yscale="log",
-                title="size of each block's update relative to backprop")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    curves = [(f"{ENERGY.get(algo, algo.upper()).split(' ')[0]} {RULES.get(rule, '')} ({acc:.1f} %)", d)
+              for (algo, skips, rule), (acc, _, d) in sorted(res.items()) if skips == "res" and d and algo != "bp"]
+    plot_update_vs_backprop(curves, out, "64 layers: direction of each block's update vs backprop")
 
 
 def main(argv=None) -> int:

@@ -118,11 +118,6 @@ def main(argv=None) -> int:
 
 def plot_diagnostics(paths: list[str], out: str) -> None:
     """Per-layer cos(update, BP gradient) and update norm / BP gradient norm against the layer index."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
@@ -130,17 +125,28 @@ def plot_diagnostics(paths: list[str], out: str) -> None:
             runs.append((m["ds"], int(m["depth"]), ALGOS[m["algo"]], r.epochs[-1]["diagnostics"]))
     if not runs:
         return
+    curves = [(f"{ds} {depth}: {label}", d) for ds, depth, label, d in sorted(runs, key=lambda t: t[:3])]
+    plot_update_vs_backprop(curves, out, "direction of each block's update vs backprop (end of training)", 6)
+
+
+def plot_update_vs_backprop(curves: list[tuple[str, dict]], out: str, title: str, legend_size: int = 7) -> None:
+    """Two panels over the block index: cos(update_l, BP gradient_l) and ||update_l|| / ||BP gradient_l||,
+    one line per (label, diagnostics of an epoch) in ``curves``; saved to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ds, depth, label, d in sorted(runs, key=lambda t: t[:3]):
+    for label, d in curves:
         layers = range(1, len(d["cosine_bp"]) + 1)
-        axes[0].plot(layers, d["cosine_bp"], marker=".", label=f"{ds} {depth}: {label}")
-        ratio = [u / (g + 1e-30) for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
-        axes[1].plot(layers, ratio, marker=".", label=f"{ds} {depth}: {label}")
-    axes[0].set(xlabel="block l (1 = input side)", ylabel="cos(update_l, BP gradient_l)",
-                title="direction of each block's update vs backprop (end of training)")
+        axes[0].plot(layers, d["cosine_bp"], marker=".", label=label)
+        axes[1].plot(layers, [u / (g + 1e-30) for u, g in zip(d["update_norm"], d["bp_grad_norm"])], marker=".",
+                     label=label)
+    axes[0].set(xlabel="block l (1 = input side)", ylabel="cos(update_l, BP gradient_l)", title=title)
     axes[1].set(xlabel="block l (1 = input side)", ylabel="||update_l|| / ||BP gradient_l||", yscale="log",
                 title="size of each block's update relative to backprop")
-    axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[1].legend(fontsize=legend_size, loc="center left", bbox_to_anchor=(1.0, 0.5))
     for ax in axes:
         ax.grid(alpha=0.3)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
