@@ -453,21 +453,12 @@ def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, ba
     arrays); ``dead`` when a step diverged (the rest were skipped)."""
     perm, valid, chunk_keys, step_keys = plan
     dead = jnp.asarray(False)
+    host = None  # host-resident data: the epoch's batches in plan order, each one the "dataset" of its step
     if not dev["on_device"]:
         from .streaming import HostBatches
 
-        rows = np.arange(perm.shape[-1], dtype=np.int32)  # the batch itself is the "dataset" of the step
-        steps = []
-        for (xb, yb), key in zip(HostBatches(dev["train_x"], dev["train_y"], perm, valid, sharding), step_keys[valid]):
-            state, dead, mk = compiled.step(state, xb, yb, key, rows, dead)
-            steps.append(mk)
-            if bar is not None:
-                bar.update(1)
-            if bool(dead):
-                break
-        metrics = {key: np.stack([np.asarray(s[key]) for s in steps]) for key in steps[0]}
-        jax.block_until_ready(state)
-        return state, bool(dead), metrics
+        host, rows = iter(HostBatches(dev["train_x"], dev["train_y"], perm, valid, sharding)), np.arange(
+            perm.shape[-1], dtype=np.int32)
     chunks = []
     for c in range(perm.shape[0]):
         if loop == "scan":
@@ -476,8 +467,8 @@ def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, ba
         else:
             steps = []
             for k in np.flatnonzero(valid[c]):
-                state, dead, mk = compiled.step(state, dev["train_x"], dev["train_y"], step_keys[c, k], perm[c, k],
-                                                dead)
+                (xs, ys), idx = ((dev["train_x"], dev["train_y"]), perm[c, k]) if host is None else (next(host), rows)
+                state, dead, mk = compiled.step(state, xs, ys, step_keys[c, k], idx, dead)
                 steps.append(mk)
                 if bar is not None:
                     bar.update(1)
