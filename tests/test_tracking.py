@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ def read_wandb_records(path: Path) -> list:
             pos += block - pos % block
             continue
         _crc, length, kind = struct.unpack_from("<IHB", data, pos)
+        if pos + 7 + length > len(data):  # a record still being written
+            break
         chunk, pos = data[pos + 7: pos + 7 + length], pos + 7 + length
         if kind == 0 and length == 0:
             continue
@@ -96,7 +99,13 @@ def test_wandb_offline_writes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     tracker.finish({"test_acc": 0.97})
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     (log,) = offline.glob("*.wandb")
+    # wandb's service process may still be flushing the transaction log after ``finish`` returns;
+    # wait (bounded) for the exit record that closes the run.
+    deadline = time.monotonic() + 60.0
     records = read_wandb_records(log)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = read_wandb_records(log)
 
     def items(updates) -> dict:
         return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in updates}
@@ -104,6 +113,7 @@ def test_wandb_offline_writes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     by_type: dict[str, list] = {}
     for r in records:
         by_type.setdefault(r.WhichOneof("record_type"), []).append(r)
+    assert "history" in by_type, {k: len(v) for k, v in by_type.items()}  # record types that were found
     history = [items(r.history.item) for r in by_type["history"]]
     assert {"train_loss": 0.5, "energy/0": 1.5, "energy/1": 2.5}.items() <= history[0].items()
     assert history[1]["train_loss"] == 0.25 and history[1]["_step"] == 2
