@@ -112,6 +112,18 @@ VQ10K = {"dataset": {"limit_train": 10000}}
 row("cifar10_vgg5q10k_pc_se", "cifar10", "vgg5", "pc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=3, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs")
 row("cifar10_vgg5q10k_bpc_skip_lalr", "cifar10", "vgg5", "bpc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=3, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs")
 row("cifar10_vgg5q10k_bp_se", "cifar10", "vgg5", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=3, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs")
+row("cifar10_vgg5q10k_epc_se", "cifar10", "vgg5", "epc-se", T=7, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=3, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5 (the pcjax default)")
+# The convnet block of the depth study: VGG-7 and VGG-9 at quarter width on the first 10,000 training
+# images, 2 epochs (what fits the CPU), the VGG-5 rates above and T = max(7, number of layers) for
+# every PC-family algorithm; the same epochs for every algorithm of a row.
+for ds in ("cifar10", "cifar100"):
+    for vgg, T in (("vgg7", 7), ("vgg9", 9)):
+        note = f"convnet block: quarter width, first 10,000 training images, 2 epochs, T = {T}"
+        q = dict(VQ10K, model={"width_multiplier": 0.25})
+        row(f"{ds}_{vgg}q10k_pc_se", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=q, note=note)
+        row(f"{ds}_{vgg}q10k_epc_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=2, extra=q, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
+        row(f"{ds}_{vgg}q10k_bpc_skip_lalr", ds, vgg, "bpc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note=note)
+        row(f"{ds}_{vgg}q10k_bp_se", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=2, extra=q, note=note)
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
 # and weight rates below come from a small grid on 32 layers (results/README.md).
