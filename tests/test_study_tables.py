@@ -1,5 +1,6 @@
-"""The depth study's and the 64-layer ablation's table scripts, on the committed run records: the
-tables carry every block of rows, diverged runs are reported as such, and the plots are written."""
+"""The depth study's, the convnet block's and the 64-layer ablation's table scripts, on the committed
+run records and on synthetic ones where exact numbers matter: the tables carry every block of rows,
+diverged runs are reported as such, and the plots are written."""
 
 from __future__ import annotations
 
@@ -35,3 +36,47 @@ def test_depth_table_counts_diverged_seeds(tmp_path):
     lines = [line for line in text.splitlines() if line.startswith("| mnist | 32 |")]
     assert len(lines) == 1 and "n=3" in lines[0] and "diverged" in lines[0]
     assert (tmp_path / "depth.png").exists() and (tmp_path / "diag.png").exists()
+
+
+def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: int = 2) -> None:
+    import json
+
+    from pcjax.reporting import SCHEMA_VERSION
+
+    run = root / name / "seed0"
+    run.mkdir(parents=True)
+    eps = [{"epoch": e, "seconds": 10.0, "val_acc": 0.1 * e, "test_acc": test_acc if e == epochs else 0.05}
+           for e in range(1, epochs + 1)] if status == "complete" else []
+    run.joinpath("record.json").write_text(json.dumps(
+        {"schema": SCHEMA_VERSION, "name": name, "dataset": name.split("_")[0], "model": "vgg", "algorithm": "x",
+         "seed": 0, "status": status, "config": {"trainer": {"epochs": epochs}}, "epochs": eps}))
+
+
+def test_convnet_table_gap_and_target(tmp_path):
+    """Best PC-family minus BP per model, and the 1-pt target judged on VGG-7/VGG-9 only."""
+    runs = tmp_path / "runs"
+    for name, status, acc in [("cifar10_vgg7q10k_pc_se", "complete", 0.50), ("cifar10_vgg7q10k_epc_se", "complete", 0.555),
+                              ("cifar10_vgg7q10k_bpc_skip_lalr", "diverged", None),
+                              ("cifar10_vgg7q10k_bp_se", "complete", 0.56),
+                              ("cifar10_vgg9q10k_pc_se", "complete", 0.40), ("cifar10_vgg9q10k_bp_se", "complete", 0.45),
+                              ("cifar10_vgg5q10k_pc_se", "complete", 0.30), ("cifar10_vgg5q10k_bp_se", "complete", 0.20),
+                              ("mnist_resmlp8_pc_se", "complete", 0.9)]:
+        _record(runs, name, status, acc)
+    out = tmp_path / "doc.md"
+    out.write_text("# intro\n\nkept text\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out),
+                           "--plot", str(tmp_path / "bars.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    assert text.startswith("# intro\n\nkept text\n") and "<!-- convnet-table:start -->" in text
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| cifar10 |")}
+    assert set(rows) == {"VGG5", "VGG7", "VGG9"}  # the MLP record is not a convnet row
+    assert "| diverged |" in rows["VGG7"] and "55.50 (n=1, 10 s/ep)" in rows["VGG7"]
+    assert rows["VGG7"].endswith("| -0.50 | met |")  # ePC 55.5 vs BP 56.0
+    assert rows["VGG9"].endswith("| -5.00 | missed |") and "not run" in rows["VGG9"]
+    assert rows["VGG5"].endswith("| +10.00 | (no target) |")
+    assert (tmp_path / "bars.png").stat().st_size > 0
+    # regenerating replaces the block instead of appending a second one
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    assert out.read_text().count("<!-- convnet-table:start -->") == 1

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""The depth study's convnet block from its run records (``{cifar10,cifar100}_{vgg5,vgg7,vgg9}q10k_*``):
+test accuracy (strict protocol) of PC-SE, ePC, bidirectional + skip + LALR and backprop on quarter-width
+VGGs trained on the first 10,000 training images, the best PC-family gap to backprop and the target
+(within 1 pt of backprop on VGG-7 and VGG-9).
+
+    python experiments/convnet_table.py results/runs --out results/deep_pc.md --plot results/plots/convnets_cifar.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from depth_table import best_gap, cell_text, gap_text  # noqa: E402
+
+from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
+
+ALGOS = {"pc_se": "PC-SE", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR", "bp_se": "BP"}
+MODELS = ("vgg5", "vgg7", "vgg9")
+DATASETS = ("cifar10", "cifar100")
+ROW = re.compile(r"^(?P<ds>" + "|".join(DATASETS) + r")_(?P<model>" + "|".join(MODELS) + r")q10k_(?P<algo>"
+                 + "|".join(ALGOS) + r")$")
+TARGET_PT = 1.0  # best PC-family variant within 1 pt of backprop ...
+TARGET_MODELS = ("vgg7", "vgg9")  # ... on these models
+
+
+def collect(paths: list[str]) -> tuple[dict, dict, dict]:
+    """(dataset, model, algo) -> [(strict test acc %, s/epoch)] over complete runs; the same key ->
+    statuses of runs that did not complete; (dataset, model) -> the set of epoch counts trained."""
+    done: dict = defaultdict(list)
+    failed: dict = defaultdict(list)
+    epochs: dict = defaultdict(set)
+    for r in load_records(paths):
+        m = ROW.match(r.name or "")
+        if not m:
+            continue
+        key = (m["ds"], m["model"], m["algo"])
+        epochs[key[:2]].add(int((r.config.get("trainer") or {}).get("epochs", len(r.epochs))))
+        if r.status != "complete":
+            failed[key].append(r.status)
+            continue
+        secs = [e["seconds"] for e in r.epochs]
+        done[key].append((100 * strict_accuracy(r)[0], sum(secs) / len(secs)))
+    return done, failed, epochs
+
+
+def target_text(model: str, gap: float | None) -> str:
+    if model not in TARGET_MODELS:
+        return "(no target)"
+    if gap is None:
+        return "not measured"
+    return "met" if gap >= -TARGET_PT else "missed"
+
+
+def table(done: dict, failed: dict, epochs: dict) -> str:
+    lines = ["| dataset | model | epochs | " + " | ".join(ALGOS.values()) + " | best PC-family - BP | "
+             f"target (within {TARGET_PT:g} pt) |", "|---|---|---|" + "---|" * (len(ALGOS) + 2)]
+    for ds in DATASETS:
+        for model in MODELS:
+            if not any((ds, model, algo) in done or (ds, model, algo) in failed for algo in ALGOS):
+                continue
+            means = {algo: statistics.mean(acc for acc, _ in done[(ds, model, algo)])
+                     for algo in ALGOS if done.get((ds, model, algo))}
+            cells = [cell_text(done.get((ds, model, algo), []), failed.get((ds, model, algo), [])) for algo in ALGOS]
+            ep = "/".join(str(e) for e in sorted(epochs[(ds, model)]))
+            lines.append(f"| {ds} | {model.upper()} | {ep} | " + " | ".join(cells)
+                         + f" | {gap_text(means)} | {target_text(model, best_gap(means))} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(done: dict, out: str) -> None:
+    """Grouped bars: test accuracy per model and algorithm, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dss = [ds for ds in DATASETS if any(k[0] == ds for k in done)]
+    fig, axes = plt.subplots(1, len(dss), figsize=(6 * len(dss), 4), squeeze=False)
+    width = 0.8 / len(ALGOS)
+    for ax, ds in zip(axes[0], dss):
+        for i, (algo, label) in enumerate(ALGOS.items()):
+            xs, ys = [], []
+            for j, model in enumerate(MODELS):
+                runs = done.get((ds, model, algo))
+                if runs:
+                    xs.append(j + (i - (len(ALGOS) - 1) / 2) * width)
+                    ys.append(statistics.mean(acc for acc, _ in runs))
+            bars = ax.bar(xs, ys, width, label=label, color="0.3" if algo == "bp_se" else None)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks(range(len(MODELS)), [m.upper() for m in MODELS])
+        ax.set(ylabel="test accuracy % (strict)", title=f"{ds}: quarter-width VGGs, first 10k training images")
+        ax.legend(fontsize=8, loc="lower left")
+        ax.grid(alpha=0.3, axis="y")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default=None, help="markdown file to update between the convnet-table markers")
+    p.add_argument("--plot", default=None, help="PNG of accuracy per model and algorithm")
+    a = p.parse_args(argv)
+    done, failed, epochs = collect(a.runs)
+    if not done and not failed:
+        print("no {cifar10,cifar100}_vgg*q10k_* records found", file=sys.stderr)
+        return 1
+    text = table(done, failed, epochs)
+    print(text)
+    if a.out:
+        cmd = "python experiments/convnet_table.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        replace_marked_block(a.out, "convnet-table", cmd, text)
+    if a.plot and done:
+        plot(done, a.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
