@@ -1,11 +1,12 @@
 # make run   - train the default experiment (digits, bidirectional PC + LALR; < 2 min on 2 CPU cores)
-# make test  - run the test suite
+# make test  - run the test suite (one pytest-xdist worker per core, a test file per worker;
+#              `make test PYTEST_ARGS=` runs it in one process)
 # Both create .venv and install pcjax with its dev extras on first use.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 ARGS ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: run test install clean
 

@@ -89,23 +89,21 @@ def test_every_invalid_field_is_named_at_once():
     assert "model.depth=0" in str(err.value) and "seed=-3" in str(err.value)
 
 
-def test_the_defaults_and_every_experiment_config_are_valid():
+def test_the_defaults_are_valid():
+    """The dataclass defaults and the composed default config pass the schema and value checks (every
+    experiment config is checked the same way in test_cli.py's test of every documented command)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from pcjax.config import check_schema, register_configs
+    from pcjax.config import register_configs
 
     validate_config(to_dict(Config()))
     register_configs()
-    experiments = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         c = OmegaConf.to_container(compose("config"), resolve=True)
-        assert c["trainer"]["divergence_threshold"] == 1e12  # a float, not the YAML string "1e12"
-        for name in [None, *experiments]:
-            c = OmegaConf.to_container(compose("config", overrides=[f"experiment={name}"] if name else []),
-                                       resolve=True)
-            check_schema(c)
-            validate_config(c)
+    assert c["trainer"]["divergence_threshold"] == 1e12  # a float, not the YAML string "1e12"
+    check_schema(c)
+    validate_config(c)
 
 
 def _cli(args, cwd):
