@@ -4,7 +4,8 @@ test accuracy (strict protocol) of PC-SE, ePC, bidirectional + skip + LALR and b
 VGGs trained on the first 10,000 training images, the best PC-family gap to backprop and the target
 (within 1 pt of backprop on VGG-7 and VGG-9).
 
-    python experiments/convnet_table.py results/runs --out results/deep_pc.md --plot results/plots/convnets_cifar.png
+    python experiments/convnet_table.py results/runs --out results/deep_pc.md --plot results/plots/convnets_cifar.png \
+        --diag-plot results/plots/convnets_diagnostics.png
 """
 
 from __future__ import annotations
@@ -104,11 +105,29 @@ def plot(done: dict, out: str) -> None:
     fig.savefig(out, dpi=120, bbox_inches="tight")
 
 
+def plot_diagnostics(paths: list[str], out: str) -> bool:
+    """Per-layer cos(update, BP gradient) and update size vs backprop, last epoch, seed 0, CIFAR-10 VGG-7
+    and VGG-9 (runs with trainer.diagnostics=true); False when no such run exists."""
+    from depth_table import plot_update_vs_backprop
+
+    curves = []
+    for r in load_records(paths):
+        m = ROW.match(r.name or "")
+        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and m["algo"] != "bp_se"
+                and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]):
+            curves.append((f"{m['model'].upper()}: {ALGOS[m['algo']]}", r.epochs[-1]["diagnostics"]))
+    if curves:
+        plot_update_vs_backprop(sorted(curves, key=lambda c: c[0]), out,
+                                "CIFAR-10 VGGs: direction of each layer's update vs backprop")
+    return bool(curves)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default=None, help="markdown file to update between the convnet-table markers")
     p.add_argument("--plot", default=None, help="PNG of accuracy per model and algorithm")
+    p.add_argument("--diag-plot", default=None, help="PNG of per-layer cosine / update size vs backprop")
     a = p.parse_args(argv)
     done, failed, epochs = collect(a.runs)
     if not done and not failed:
@@ -121,6 +140,8 @@ def main(argv=None) -> int:
         replace_marked_block(a.out, "convnet-table", cmd, text)
     if a.plot and done:
         plot(done, a.plot)
+    if a.diag_plot:
+        plot_diagnostics(a.runs, a.diag_plot)
     return 0
 
 

@@ -47,6 +47,9 @@ def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: 
     run.mkdir(parents=True)
     eps = [{"epoch": e, "seconds": 10.0, "val_acc": 0.1 * e, "test_acc": test_acc if e == epochs else 0.05}
            for e in range(1, epochs + 1)] if status == "complete" else []
+    if eps:
+        eps[-1]["diagnostics"] = {"cosine_bp": [0.0, 0.9, 1.0], "update_norm": [0.0, 0.1, 1.0],
+                                  "bp_grad_norm": [1.0, 1.0, 1.0]}
     run.joinpath("record.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": name, "dataset": name.split("_")[0], "model": "vgg", "algorithm": "x",
          "seed": 0, "status": status, "config": {"trainer": {"epochs": epochs}}, "epochs": eps}))
@@ -65,7 +68,8 @@ def test_convnet_table_gap_and_target(tmp_path):
     out = tmp_path / "doc.md"
     out.write_text("# intro\n\nkept text\n")
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out),
-                           "--plot", str(tmp_path / "bars.png")], capture_output=True, text=True, timeout=300)
+                           "--plot", str(tmp_path / "bars.png"), "--diag-plot", str(tmp_path / "diag.png")],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert text.startswith("# intro\n\nkept text\n") and "<!-- convnet-table:start -->" in text
@@ -75,7 +79,7 @@ def test_convnet_table_gap_and_target(tmp_path):
     assert rows["VGG7"].endswith("| -0.50 | met |")  # ePC 55.5 vs BP 56.0
     assert rows["VGG9"].endswith("| -5.00 | missed |") and "not run" in rows["VGG9"]
     assert rows["VGG5"].endswith("| +10.00 | (no target) |")
-    assert (tmp_path / "bars.png").stat().st_size > 0
+    assert (tmp_path / "bars.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
     # regenerating replaces the block instead of appending a second one
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
