@@ -27,7 +27,8 @@ from pcjax.reporting import load_records, replace_marked_block, strict_accuracy 
 ALGOS = {"pc_se": "PC-SE", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR", "bp_se": "BP"}
 MODELS = ("vgg5", "vgg7", "vgg9")
 DATASETS = ("cifar10", "cifar100")
-ROW = re.compile(r"^(?P<ds>" + "|".join(DATASETS) + r")_(?P<model>" + "|".join(MODELS) + r")q10k_(?P<algo>"
+# ``...q10k_...``: the block's budget; ``...q10ke<N>_...``: the same row trained for N epochs
+ROW = re.compile(r"^(?P<ds>" + "|".join(DATASETS) + r")_(?P<model>" + "|".join(MODELS) + r")q10k(?:e(?P<ep>\d+))?_(?P<algo>"
                  + "|".join(ALGOS) + r")$")
 TARGET_PT = 1.0  # best PC-family variant within 1 pt of backprop ...
 TARGET_MODELS = ("vgg7", "vgg9")  # ... on these models
@@ -43,7 +44,7 @@ def collect(paths: list[str]) -> tuple[dict, dict, dict]:
         m = ROW.match(r.name or "")
         if not m:
             continue
-        key = (m["ds"], m["model"], m["algo"])
+        key = (m["ds"], m["model"] + (f"e{m['ep']}" if m["ep"] else ""), m["algo"])
         epochs[key[:2]].add(int((r.config.get("trainer") or {}).get("epochs", len(r.epochs))))
         if r.status != "complete":
             failed[key].append(r.status)
@@ -53,8 +54,19 @@ def collect(paths: list[str]) -> tuple[dict, dict, dict]:
     return done, failed, epochs
 
 
+def base_model(variant: str) -> str:
+    """``vgg9e8`` (the longer-budget row) -> ``vgg9``."""
+    return variant.split("e")[0] if "e" in variant[3:] else variant
+
+
+def variants(keys) -> list[str]:
+    """The model variants present, in the order VGG-5, VGG-7, VGG-9, each base row before its longer ones."""
+    found = {k[1] for k in keys}
+    return sorted(found, key=lambda v: (MODELS.index(base_model(v)), len(v), v))
+
+
 def target_text(model: str, gap: float | None) -> str:
-    if model not in TARGET_MODELS:
+    if base_model(model) not in TARGET_MODELS:
         return "(no target)"
     if gap is None:
         return "not measured"
@@ -65,20 +77,20 @@ def table(done: dict, failed: dict, epochs: dict) -> str:
     lines = ["| dataset | model | epochs | " + " | ".join(ALGOS.values()) + " | best PC-family - BP | "
              f"target (within {TARGET_PT:g} pt) |", "|---|---|---|" + "---|" * (len(ALGOS) + 2)]
     for ds in DATASETS:
-        for model in MODELS:
+        for model in variants([*done, *failed]):
             if not any((ds, model, algo) in done or (ds, model, algo) in failed for algo in ALGOS):
                 continue
             means = {algo: statistics.mean(acc for acc, _ in done[(ds, model, algo)])
                      for algo in ALGOS if done.get((ds, model, algo))}
             cells = [cell_text(done.get((ds, model, algo), []), failed.get((ds, model, algo), [])) for algo in ALGOS]
             ep = "/".join(str(e) for e in sorted(epochs[(ds, model)]))
-            lines.append(f"| {ds} | {model.upper()} | {ep} | " + " | ".join(cells)
+            lines.append(f"| {ds} | {base_model(model).upper()} | {ep} | " + " | ".join(cells)
                          + f" | {gap_text(means)} | {target_text(model, best_gap(means))} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(done: dict, out: str) -> None:
-    """Grouped bars: test accuracy per model and algorithm, one panel per dataset."""
+def plot(done: dict, epochs: dict, out: str) -> None:
+    """Grouped bars: test accuracy per model (and budget) and algorithm, one panel per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,16 +100,18 @@ def plot(done: dict, out: str) -> None:
     fig, axes = plt.subplots(1, len(dss), figsize=(6 * len(dss), 4), squeeze=False)
     width = 0.8 / len(ALGOS)
     for ax, ds in zip(axes[0], dss):
+        models = variants(k for k in done if k[0] == ds)
         for i, (algo, label) in enumerate(ALGOS.items()):
             xs, ys = [], []
-            for j, model in enumerate(MODELS):
+            for j, model in enumerate(models):
                 runs = done.get((ds, model, algo))
                 if runs:
                     xs.append(j + (i - (len(ALGOS) - 1) / 2) * width)
                     ys.append(statistics.mean(acc for acc, _ in runs))
             bars = ax.bar(xs, ys, width, label=label, color="0.3" if algo == "bp_se" else None)
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
-        ax.set_xticks(range(len(MODELS)), [m.upper() for m in MODELS])
+        ax.set_xticks(range(len(models)), [f"{base_model(m).upper()}\n{'/'.join(map(str, sorted(epochs[(ds, m)])))} ep"
+                                           for m in models])
         ax.set(ylabel="test accuracy % (strict)", title=f"{ds}: quarter-width VGGs, first 10k training images")
         ax.legend(fontsize=8, loc="lower left")
         ax.grid(alpha=0.3, axis="y")
@@ -113,7 +127,7 @@ def plot_diagnostics(paths: list[str], out: str) -> bool:
     curves = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
-        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and m["algo"] != "bp_se"
+        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["ep"] and m["algo"] != "bp_se"
                 and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]):
             curves.append((f"{m['model'].upper()}: {ALGOS[m['algo']]}", r.epochs[-1]["diagnostics"]))
     if curves:
@@ -139,7 +153,7 @@ def main(argv=None) -> int:
         cmd = "python experiments/convnet_table.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         replace_marked_block(a.out, "convnet-table", cmd, text)
     if a.plot and done:
-        plot(done, a.plot)
+        plot(done, epochs, a.plot)
     if a.diag_plot:
         plot_diagnostics(a.runs, a.diag_plot)
     return 0

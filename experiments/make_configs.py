@@ -124,6 +124,13 @@ for ds in ("cifar10", "cifar100"):
         row(f"{ds}_{vgg}q10k_epc_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=2, extra=q, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
         row(f"{ds}_{vgg}q10k_bpc_skip_lalr", ds, vgg, "bpc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note=note)
         row(f"{ds}_{vgg}q10k_bp_se", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=2, extra=q, note=note)
+# The same VGG-9 rows with 8 epochs (CIFAR-10): does the 2-epoch comparison hold with more training?
+note = "convnet block, longer budget: quarter width, first 10,000 training images, 8 epochs, T = 9"
+q = dict(VQ10K, model={"width_multiplier": 0.25})
+row("cifar10_vgg9q10ke8_pc_se", "cifar10", "vgg9", "pc-se", T=9, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=q, note=note)
+row("cifar10_vgg9q10ke8_epc_se", "cifar10", "vgg9", "epc-se", T=9, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=8, extra=q, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
+row("cifar10_vgg9q10ke8_bpc_skip_lalr", "cifar10", "vgg9", "bpc-se", T=9, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note=note)
+row("cifar10_vgg9q10ke8_bp_se", "cifar10", "vgg9", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=q, note=note)
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
 # and weight rates below come from a small grid on 32 layers (results/README.md).

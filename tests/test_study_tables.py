@@ -65,6 +65,8 @@ def test_convnet_table_gap_and_target(tmp_path):
                               ("cifar10_vgg5q10k_pc_se", "complete", 0.30), ("cifar10_vgg5q10k_bp_se", "complete", 0.20),
                               ("mnist_resmlp8_pc_se", "complete", 0.9)]:
         _record(runs, name, status, acc)
+    _record(runs, "cifar10_vgg9q10ke8_pc_se", "complete", 0.60, epochs=8)  # the longer-budget VGG-9 row
+    _record(runs, "cifar10_vgg9q10ke8_bp_se", "complete", 0.62, epochs=8)
     out = tmp_path / "doc.md"
     out.write_text("# intro\n\nkept text\n")
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out),
@@ -73,8 +75,10 @@ def test_convnet_table_gap_and_target(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert text.startswith("# intro\n\nkept text\n") and "<!-- convnet-table:start -->" in text
-    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| cifar10 |")}
-    assert set(rows) == {"VGG5", "VGG7", "VGG9"}  # the MLP record is not a convnet row
+    rows = {" ".join(line.split(" | ")[1:3]): line for line in text.splitlines() if line.startswith("| cifar10 |")}
+    assert list(rows) == ["VGG5 2", "VGG7 2", "VGG9 2", "VGG9 8"]  # the MLP record is not a convnet row
+    assert rows.pop("VGG9 8").endswith("| -2.00 | missed |")
+    rows = {key.split()[0]: line for key, line in rows.items()}
     assert "| diverged |" in rows["VGG7"] and "55.50 (n=1, 10 s/ep)" in rows["VGG7"]
     assert rows["VGG7"].endswith("| -0.50 | met |")  # ePC 55.5 vs BP 56.0
     assert rows["VGG9"].endswith("| -5.00 | missed |") and "not run" in rows["VGG9"]
