@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """The depth study's convnet block from its run records (``{cifar10,cifar100}_{vgg5,vgg7,vgg9}q10k_*``):
-test accuracy (strict protocol) of PC-SE, ePC, bidirectional + skip + LALR and backprop on quarter-width
-VGGs trained on the first 10,000 training images, the best PC-family gap to backprop and the target
-(within 1 pt of backprop on VGG-7 and VGG-9).
+test accuracy (strict protocol) of PC-SE, ePC, bidirectional + skip + LALR and backprop (PC-SE and
+backprop also with the long skip edge of the bidirectional rows) on quarter-width VGGs trained on the
+first 10,000 training images, the best PC-family gap to the better backprop and the target (within 1 pt
+of backprop on VGG-7 and VGG-9).
 
     python experiments/convnet_table.py results/runs --out results/deep_pc.md --plot results/plots/convnets_cifar.png \
         --diag-plot results/plots/convnets_diagnostics.png
@@ -24,12 +25,13 @@ from depth_table import best_gap, cell_text, gap_text  # noqa: E402
 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
-ALGOS = {"pc_se": "PC-SE", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR", "bp_se": "BP"}
+ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR",
+         "bp_se": "BP", "bp_se_skip": "BP + skip"}
 MODELS = ("vgg5", "vgg7", "vgg9")
 DATASETS = ("cifar10", "cifar100")
 # ``...q10k_...``: the block's budget; ``...q10ke<N>_...``: the same row trained for N epochs
 ROW = re.compile(r"^(?P<ds>" + "|".join(DATASETS) + r")_(?P<model>" + "|".join(MODELS) + r")q10k(?:e(?P<ep>\d+))?_(?P<algo>"
-                 + "|".join(ALGOS) + r")$")
+                 + "|".join(sorted(ALGOS, key=len, reverse=True)) + r")$")
 TARGET_PT = 1.0  # best PC-family variant within 1 pt of backprop ...
 TARGET_MODELS = ("vgg7", "vgg9")  # ... on these models
 
@@ -108,7 +110,7 @@ def plot(done: dict, epochs: dict, out: str) -> None:
                 if runs:
                     xs.append(j + (i - (len(ALGOS) - 1) / 2) * width)
                     ys.append(statistics.mean(acc for acc, _ in runs))
-            bars = ax.bar(xs, ys, width, label=label, color="0.3" if algo == "bp_se" else None)
+            bars = ax.bar(xs, ys, width, label=label, color={"bp_se": "0.3", "bp_se_skip": "0.6"}.get(algo))
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(range(len(models)), [f"{base_model(m).upper()}\n{'/'.join(map(str, sorted(epochs[(ds, m)])))} ep"
                                            for m in models])
@@ -127,7 +129,7 @@ def plot_diagnostics(paths: list[str], out: str) -> bool:
     curves = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
-        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["ep"] and m["algo"] != "bp_se"
+        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["ep"] and not m["algo"].startswith("bp_se")
                 and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]):
             curves.append((f"{m['model'].upper()}: {ALGOS[m['algo']]}", r.epochs[-1]["diagnostics"]))
     if curves:
