@@ -25,8 +25,8 @@ from depth_table import best_gap, cell_text, gap_text  # noqa: E402
 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
-ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR",
-         "bp_se": "BP", "bp_se_skip": "BP + skip"}
+ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "epc_se_skip": "ePC + skip",
+         "bpc_skip_lalr": "bidir + skip + LALR", "bp_se": "BP", "bp_se_skip": "BP + skip"}
 MODELS = ("vgg5", "vgg7", "vgg9")
 DATASETS = ("cifar10", "cifar100")
 # ``...q10k_...``: the block's budget; ``...q10ke<N>_...``: the same row trained for N epochs

@@ -126,11 +126,15 @@ for ds in ("cifar10", "cifar100"):
         row(f"{ds}_{vgg}q10k_bp_se", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=2, extra=q, note=note)
 # The skip alone (CIFAR-10): the bidirectional rows carry the long skip edge, so PC-SE and BP get it too
 # (the same model for every algorithm of the comparison).
-for vgg, T in (("vgg7", 7), ("vgg9", 9)):
-    note = f"convnet block: quarter width, first 10,000 training images, 2 epochs, T = {T}; the long skip of the bidirectional row"
+for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("cifar100", "vgg7", 7, 2),
+                       ("cifar100", "vgg9", 9, 2), ("cifar10", "vgg9", 9, 8)):
+    note = (f"convnet block: quarter width, first 10,000 training images, {ep} epochs, T = {T}; the long skip of "
+            "the bidirectional row")
     qs = dict(VQ10K, model={"width_multiplier": 0.25, "skip": "long"})
-    row(f"cifar10_{vgg}q10k_pc_se_skip", "cifar10", vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=qs, note=note)
-    row(f"cifar10_{vgg}q10k_bp_se_skip", "cifar10", vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=2, extra=qs, note=note)
+    q = f"q10k{'' if ep == 2 else f'e{ep}'}"
+    row(f"{ds}_{vgg}{q}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=note)
+    row(f"{ds}_{vgg}{q}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
+    row(f"{ds}_{vgg}{q}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=note)
 # The same VGG-9 rows with 8 epochs (CIFAR-10): does the 2-epoch comparison hold with more training?
 note = "convnet block, longer budget: quarter width, first 10,000 training images, 8 epochs, T = 9"
 q = dict(VQ10K, model={"width_multiplier": 0.25})
