@@ -76,7 +76,7 @@ def target_text(model: str, gap: float | None) -> str:
 
 
 def table(done: dict, failed: dict, epochs: dict) -> str:
-    lines = ["| dataset | model | epochs | " + " | ".join(ALGOS.values()) + " | best PC-family - BP | "
+    lines = ["| dataset | model | epochs | " + " | ".join(ALGOS.values()) + " | best PC-family - best BP | "
              f"target (within {TARGET_PT:g} pt) |", "|---|---|---|" + "---|" * (len(ALGOS) + 2)]
     for ds in DATASETS:
         for model in variants([*done, *failed]):
