@@ -9,7 +9,6 @@ rule, with backprop and ePC on the same data as references; where a run diverged
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
@@ -108,12 +107,9 @@ def plot_diagnostics(res: dict, out: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default=None, help="markdown file to update between the ablation-table markers")
-    p.add_argument("--plot", default=None, help="PNG heatmap of the table")
-    p.add_argument("--diag-plot", default=None, help="PNG of per-block cosine / update size vs backprop")
-    a = p.parse_args(argv)
+    from depth_table import study_arguments
+
+    a = study_arguments(__doc__, "ablation-table", "PNG heatmap of the table", "PNG of per-block cosine / update size vs backprop").parse_args(argv)
     res = collect(a.runs)
     if not res:
         print("no mnist_abl64_* records found", file=sys.stderr)

@@ -11,7 +11,6 @@ of backprop on VGG-7 and VGG-9).
 
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import statistics
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from depth_table import best_gap, cell_text, gap_text  # noqa: E402
+from depth_table import best_gap, cell_text, gap_text, study_arguments  # noqa: E402
 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
@@ -139,12 +138,7 @@ def plot_diagnostics(paths: list[str], out: str) -> bool:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default=None, help="markdown file to update between the convnet-table markers")
-    p.add_argument("--plot", default=None, help="PNG of accuracy per model and algorithm")
-    p.add_argument("--diag-plot", default=None, help="PNG of per-layer cosine / update size vs backprop")
-    a = p.parse_args(argv)
+    a = study_arguments(__doc__, "convnet-table", "PNG of accuracy per model and algorithm", "PNG of per-layer cosine / update size vs backprop").parse_args(argv)
     done, failed, epochs = collect(a.runs)
     if not done and not failed:
         print("no {cifar10,cifar100}_vgg*q10k_* records found", file=sys.stderr)

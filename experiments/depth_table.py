@@ -50,6 +50,17 @@ def fmt(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
 
+def study_arguments(doc: str, marker: str, plot_help: str, diag_help: str) -> argparse.ArgumentParser:
+    """The command line every study-table script takes: run paths, the markdown file whose ``marker``
+    block it rewrites, a plot and a diagnostics plot."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default=None, help=f"markdown file to update between the {marker} markers (default: print)")
+    p.add_argument("--plot", default=None, help=plot_help)
+    p.add_argument("--diag-plot", default=None, help=diag_help)
+    return p
+
+
 def cell_text(runs: list[tuple[float, float]], failed: list[str]) -> str:
     """One table cell: mean ± std accuracy over the complete runs, their count, how many did not
     complete and why, and the mean seconds per epoch; the failures alone when none completed."""
@@ -74,13 +85,9 @@ def gap_text(means: dict[str, float]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default=None, help="markdown file (default: print)")
-    p.add_argument("--plot", default=None, help="PNG of accuracy against depth")
-    p.add_argument("--diag-plot", default=None, help="PNG of the per-layer cosine with backprop and update norm "
-                                                     "(runs with trainer.diagnostics=true, last epoch)")
-    a = p.parse_args(argv)
+    a = study_arguments(__doc__, "depth-table", "PNG of accuracy against depth",
+                        "PNG of the per-layer cosine with backprop and update norm (runs with "
+                        "trainer.diagnostics=true, last epoch)").parse_args(argv)
     table = collect(a.runs)
     lines = ["| dataset | depth | " + " | ".join(ALGOS.values()) + " | best PC-family - BP |",
              "|---|---|" + "---|" * (len(ALGOS) + 1)]
