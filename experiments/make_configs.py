@@ -115,33 +115,27 @@ row("cifar10_vgg5q10k_bp_se", "cifar10", "vgg5", "bp-se", w_lr=1e-3, w_wd=1e-4, 
 row("cifar10_vgg5q10k_epc_se", "cifar10", "vgg5", "epc-se", T=7, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=3, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5 (the pcjax default)")
 # The convnet block of the depth study: VGG-7 and VGG-9 at quarter width on the first 10,000 training
 # images, 2 epochs (what fits the CPU), the VGG-5 rates above and T = max(7, number of layers) for
-# every PC-family algorithm; the same epochs for every algorithm of a row.
-for ds in ("cifar10", "cifar100"):
-    for vgg, T in (("vgg7", 7), ("vgg9", 9)):
-        note = f"convnet block: quarter width, first 10,000 training images, 2 epochs, T = {T}"
-        q = dict(VQ10K, model={"width_multiplier": 0.25})
-        row(f"{ds}_{vgg}q10k_pc_se", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=q, note=note)
-        row(f"{ds}_{vgg}q10k_epc_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=2, extra=q, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
-        row(f"{ds}_{vgg}q10k_bpc_skip_lalr", ds, vgg, "bpc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=2, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note=note)
-        row(f"{ds}_{vgg}q10k_bp_se", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=2, extra=q, note=note)
-# The skip alone (CIFAR-10): the bidirectional rows carry the long skip edge, so PC-SE and BP get it too
-# (the same model for every algorithm of the comparison).
+# every PC-family algorithm; the same epochs for every algorithm of a row. The bidirectional rows carry
+# the long skip edge, so PC-SE, ePC and BP also run with it (``_skip``: the same model for every
+# algorithm of the comparison). CIFAR-10 VGG-9 also runs 8 epochs (``q10ke8``): does the 2-epoch
+# comparison hold with more training?
 for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("cifar100", "vgg7", 7, 2),
                        ("cifar100", "vgg9", 9, 2), ("cifar10", "vgg9", 9, 8)):
-    note = (f"convnet block: quarter width, first 10,000 training images, {ep} epochs, T = {T}; the long skip of "
-            "the bidirectional row")
+    budget = "convnet block" if ep == 2 else "convnet block, longer budget"
+    note = f"{budget}: quarter width, first 10,000 training images, {ep} epochs, T = {T}"
+    skip_note = (f"convnet block: quarter width, first 10,000 training images, {ep} epochs, T = {T}; the long skip of "
+                 "the bidirectional row")
+    epc_note = "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5"
+    q = dict(VQ10K, model={"width_multiplier": 0.25})
     qs = dict(VQ10K, model={"width_multiplier": 0.25, "skip": "long"})
-    q = f"q10k{'' if ep == 2 else f'e{ep}'}"
-    row(f"{ds}_{vgg}{q}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=note)
-    row(f"{ds}_{vgg}{q}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
-    row(f"{ds}_{vgg}{q}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=note)
-# The same VGG-9 rows with 8 epochs (CIFAR-10): does the 2-epoch comparison hold with more training?
-note = "convnet block, longer budget: quarter width, first 10,000 training images, 8 epochs, T = 9"
-q = dict(VQ10K, model={"width_multiplier": 0.25})
-row("cifar10_vgg9q10ke8_pc_se", "cifar10", "vgg9", "pc-se", T=9, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=q, note=note)
-row("cifar10_vgg9q10ke8_epc_se", "cifar10", "vgg9", "epc-se", T=9, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=8, extra=q, note=note + "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5")
-row("cifar10_vgg9q10ke8_bpc_skip_lalr", "cifar10", "vgg9", "bpc-se", T=9, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note=note)
-row("cifar10_vgg9q10ke8_bp_se", "cifar10", "vgg9", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=q, note=note)
+    name = f"{ds}_{vgg}q10k{'' if ep == 2 else f'e{ep}'}"
+    row(f"{name}_pc_se", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=q, note=note)
+    row(f"{name}_epc_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=q, note=note + epc_note)
+    row(f"{name}_bpc_skip_lalr", ds, vgg, "bpc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=dict(BIDIR, **qs), note=note)
+    row(f"{name}_bp_se", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=q, note=note)
+    row(f"{name}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=skip_note)
+    row(f"{name}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=skip_note + epc_note)
+    row(f"{name}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=skip_note)
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
 # and weight rates below come from a small grid on 32 layers (results/README.md).
