@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             continue
         cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), f"experiment={row}", f"seed={seed}",
                f"hydra.run.dir={run_dir}", "trainer.progress=false", *a.overrides]
-        if (run_dir / "latest").exists():
+        if (run_dir / "latest").exists() or (run_dir / "partial.pcjax").exists():  # pcjax.checkpoint.has_checkpoint
             cmd.append(f"trainer.resume={run_dir}")
         t0 = time.time()
         proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, WANDB_MODE="offline"))

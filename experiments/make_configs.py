@@ -146,9 +146,13 @@ RES = {"preact": True}
 DEEP_LALR = {"eps": 0.001, "max_scale": 2.0}
 # ePC (Goemaere et al. 2025) with a soft target (beta 0.1) and T = min(depth, 32): the setting that came
 # within 0.1-0.6 pt of BP at depth 32-64 in the plain-JAX calibration (DESIGN.md section 6).
+# 128-layer ePC and bidirectional epochs take one to two CPU hours: 40 chunks per epoch give a
+# within-epoch checkpoint about every 10 minutes (trainer.checkpoint_minutes); without augmentation the
+# chunking does not change what is computed.
+LONG_EPOCH = {128: {"trainer": {"chunks_per_epoch": 40}}}
 for depth in (8, 16, 32, 64, 128):
     for ds in ("mnist", "fashion_mnist"):
-        row(f"{ds}_resmlp{depth}_epc_se", ds, "resmlp", "epc-se", T=min(depth, 32), act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="ePC, soft target beta 0.1, T = min(depth, 32)")
+        row(f"{ds}_resmlp{depth}_epc_se", ds, "resmlp", "epc-se", T=min(depth, 32), act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})}, note="ePC, soft target beta 0.1, T = min(depth, 32)")
 # The depth study (8 ... 128 layers, MNIST and Fashion-MNIST): the 32-layer rates for every depth and
 # both datasets (Fashion-MNIST reuses MNIST's values).
 for depth in (8, 16, 32, 64, 128):
@@ -156,7 +160,7 @@ for depth in (8, 16, 32, 64, 128):
         note = "" if ds == "mnist" else "; MNIST rates reused"
         row(f"{ds}_resmlp{depth}_pc_se", ds, "resmlp", "pc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="muPC parameterisation and budget (T = depth, one epoch)" + note)
         row(f"{ds}_resmlp{depth}_pc_se_lalr", ds, "resmlp", "pc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"lalr": "error_normalised", "model": dict(RES, depth=depth)}, note="ablation: LALR without bidirectional energy (default cap 10: cap 2 gives 41-45 % on 10k images)" + note)
-        row(f"{ds}_resmlp{depth}_bpc_skip_lalr", ds, "resmlp", "bpc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(BIDIR, lalr_params=DEEP_LALR, model=dict(RES, depth=depth)), note=note.lstrip("; ") or None)
+        row(f"{ds}_resmlp{depth}_bpc_skip_lalr", ds, "resmlp", "bpc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(BIDIR, lalr_params=DEEP_LALR, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note=note.lstrip("; ") or None)
         row(f"{ds}_resmlp{depth}_bp_se", ds, "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="BP lr from a grid (0.1, 0.03, 0.01) on 32 layers" + note)
 
 # Ingredient ablation at 64 layers (MNIST, first 10,000 training images, one epoch): bidirectional energy

@@ -36,9 +36,12 @@ def _resume_command(overrides: list[str], run_dir: str) -> str:
 
 def _interrupted(err: KeyboardInterrupt, overrides: list[str]) -> None:
     if isinstance(err, RunInterrupted):
-        if err.epochs_done:
-            print(f"interrupted: training stopped; {err.run_dir}/record.json is marked 'interrupted' and the "
-                  f"checkpoint of epoch {err.epochs_done} is kept. Resume with:\n"
+        within = getattr(err, "within_epoch", None)
+        if err.epochs_done or within:
+            kept = [f"the checkpoint of epoch {err.epochs_done}"] if err.epochs_done else []
+            kept += [f"a within-epoch checkpoint ({within[1]} chunks of epoch {within[0]})"] if within else []
+            print(f"interrupted: training stopped; {err.run_dir}/record.json is marked 'interrupted' and "
+                  f"{' and '.join(kept)} {'are' if len(kept) > 1 else 'is'} kept. Resume with:\n"
                   f"  {_resume_command(overrides, err.run_dir)}", file=sys.stderr, flush=True)
         else:
             print(f"interrupted: training stopped before the first epoch ended ({err.run_dir}/record.json is "

@@ -38,6 +38,7 @@ MAGIC = b"PCJAXCK\n"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
 _DIGEST = 32
+PARTIAL_NAME = "partial.pcjax"
 FRESH_RUN_HINT = "start a fresh run (trainer.resume=false) or point trainer.run_dir elsewhere"
 
 
@@ -274,6 +275,12 @@ def load_checkpoint(path: str | Path, like: Any) -> tuple[Any, dict]:
     return jax.tree_util.tree_unflatten(treedef, restored), header["meta"]
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds something to resume from: a ``latest`` pointer or a within-epoch checkpoint."""
+    run_dir = Path(run_dir)
+    return (run_dir / "latest").exists() or (run_dir / PARTIAL_NAME).exists()
+
+
 class CheckpointManager:
     """Numbered checkpoints ``ckpt_{epoch:05d}.pcjax`` in ``run_dir`` with a ``latest`` pointer.
 
@@ -319,15 +326,66 @@ class CheckpointManager:
         save_checkpoint(path, tree, {**meta, "epoch": epoch})
         _atomic_write(self.pointer, (path.name + "\n").encode())
         self._owned = True
+        self.drop_partial()  # superseded by the end-of-epoch checkpoint
         # prune older ones; files beyond `epoch` (left by a crash or a roll-back) stay untouched
         older = [c for c in self.checkpoints() if c[0] <= epoch]
         for _, old in older[: max(len(older) - self.keep, 0)]:
             old.unlink(missing_ok=True)
         return path
 
+    # ---------------------------------------------------------------- within-epoch checkpoints
+    @property
+    def partial_path(self) -> Path:
+        """The within-epoch checkpoint: the state after the last saved chunk of the epoch in progress."""
+        return self.run_dir / PARTIAL_NAME
+
+    def save_partial(self, state: Any, metrics: dict[str, np.ndarray], meta: dict) -> Path:
+        """Atomically save the state part-way through an epoch together with the per-step metrics of the
+        steps run so far (``meta`` must name ``"epoch"``, the 0-based epoch in progress, and ``"chunk"``,
+        the first chunk still to run). One file, replaced at every save; :meth:`save` of the epoch
+        removes it."""
+        if not {"epoch", "chunk"} <= set(meta):
+            raise ValueError(f"a within-epoch checkpoint needs meta['epoch'] and meta['chunk'], got {sorted(meta)}")
+        if not self._owned:
+            self._archive_previous()
+        shapes = {k: [list(np.shape(v)), str(np.asarray(v).dtype)] for k, v in metrics.items()}
+        save_checkpoint(self.partial_path, (state, {k: np.asarray(v) for k, v in metrics.items()}),
+                        {**meta, "metric_shapes": shapes})
+        self._owned = True
+        return self.partial_path
+
+    def load_partial(self, like: Any, epoch: int) -> tuple[Any, dict[str, np.ndarray], dict] | None:
+        """``(state, metrics, meta)`` of the within-epoch checkpoint of ``epoch`` (0-based), or ``None``
+        when there is none. One left from an earlier epoch (a crash between the end-of-epoch checkpoint
+        and the removal of the within-epoch one) is stale and removed. One from a *later* epoch than
+        ``epoch`` means the end-of-epoch checkpoints it followed are missing: that raises."""
+        path = self.partial_path
+        if not path.is_file():
+            return None
+        meta = read_checkpoint_meta(path)
+        saved = int(meta.get("epoch", -1))
+        if saved < epoch:
+            path.unlink(missing_ok=True)
+            return None
+        if saved > epoch:
+            raise CheckpointError(
+                f"{path} continues epoch {saved + 1}, but the latest end-of-epoch checkpoint resumes at epoch "
+                f"{epoch + 1}: the checkpoints in between are missing. Move {path.name} aside to redo epoch "
+                f"{epoch + 1} from the latest checkpoint, or {FRESH_RUN_HINT}")
+        metrics_like = {k: np.zeros(shape, dtype) for k, (shape, dtype) in (meta.get("metric_shapes") or {}).items()}
+        (state, metrics), meta = load_checkpoint(path, (like, metrics_like))
+        self._owned = True
+        return state, {k: np.asarray(v) for k, v in metrics.items()}, meta
+
+    def drop_partial(self) -> None:
+        """Remove the within-epoch checkpoint (its epoch is complete, or the run starts afresh)."""
+        self.partial_path.unlink(missing_ok=True)
+
     def _archive_previous(self) -> Path | None:
         """Move checkpoints of an earlier run (not resumed) into ``run_dir/previous-<time>/``."""
         existing = self.checkpoints()
+        if self.partial_path.is_file():  # a within-epoch checkpoint of that run goes with them
+            existing.append((-1, self.partial_path))
         if not existing:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -126,6 +126,7 @@ class TrainerCfg:
     progress: bool = True
     resume: Any = False
     checkpoint: bool = True
+    checkpoint_minutes: Optional[float] = 10.0
     extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
     diagnostics: bool = False
@@ -420,6 +421,7 @@ def validate_config(c: dict) -> None:
     ck.number("trainer.val_fraction", 0.0, 0.99)
     ck.choice("trainer.loop", LOOPS)
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
+    ck.number("trainer.checkpoint_minutes", 0.0, none_ok=True)
     for key in ("progress", "checkpoint", "extend_epochs", "diagnostics"):
         ck.boolean(f"trainer.{key}")
     devices = ck.get("trainer.devices")

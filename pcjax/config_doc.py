@@ -86,6 +86,7 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.progress": "show a progress bar",
     "trainer.resume": "continue a run: false | true/latest (newest sibling run with a checkpoint) | a run directory",
     "trainer.checkpoint": "checkpoint the full training state after every epoch",
+    "trainer.checkpoint_minutes": "within-epoch checkpoint after the first chunk that ends this many minutes after the last one (0: every chunk; null: only at epoch ends); resume continues the epoch there",
     "trainer.extend_epochs": "resume: allow a larger trainer.epochs than the run started with (the lr schedule keeps its length)",
     "trainer.diagnostics": "record per-layer update norms, backprop gradient norms and their cosines every epoch",
     "trainer.divergence_threshold": "stop when |energy| or |loss| of a step exceeds this (null: only non-finite values stop)",

@@ -26,8 +26,10 @@ class RunInterrupted(KeyboardInterrupt):
     """A run stopped by Ctrl-C (a ``KeyboardInterrupt``) after its record was marked ``interrupted``.
 
     ``run_dir`` is the run's directory; ``epochs_done`` the number of epochs its last checkpoint holds
-    (0 when none was written yet)."""
+    (0 when none was written yet); ``within_epoch`` ``(epoch, chunks)`` when a within-epoch checkpoint
+    holds ``chunks`` chunks of the (1-based) ``epoch`` after that, else None."""
 
-    def __init__(self, run_dir: str, epochs_done: int = 0) -> None:
-        super().__init__(f"interrupted: {run_dir} ({epochs_done} epochs checkpointed)")
-        self.run_dir, self.epochs_done = run_dir, epochs_done
+    def __init__(self, run_dir: str, epochs_done: int = 0, within_epoch: tuple[int, int] | None = None) -> None:
+        extra = "" if within_epoch is None else f", and {within_epoch[1]} chunks of epoch {within_epoch[0]}"
+        super().__init__(f"interrupted: {run_dir} ({epochs_done} epochs checkpointed{extra})")
+        self.run_dir, self.epochs_done, self.within_epoch = run_dir, epochs_done, within_epoch

@@ -147,14 +147,17 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
     time); ``None`` for a fresh run."""
     if resume in (False, None, "false", "False"):
         return None
+    from .checkpoint import PARTIAL_NAME, has_checkpoint
+
     if isinstance(resume, str) and resume not in ("true", "True", "latest"):
         path = Path(resume)
-        if not (path / "latest").exists():
-            raise ConfigError(f"trainer.resume={resume}: no checkpoint found there (expected {path / 'latest'})")
+        if not has_checkpoint(path):
+            raise ConfigError(f"trainer.resume={resume}: no checkpoint found there (expected {path / 'latest'} "
+                              f"or {path / PARTIAL_NAME})")
         return path
-    if (run_dir / "latest").exists():
+    if has_checkpoint(run_dir):
         return run_dir
-    candidates = sorted(p for p in run_dir.parent.glob("*") if (p / "latest").exists())
+    candidates = sorted(p for p in run_dir.parent.glob("*") if has_checkpoint(p))
     return candidates[-1] if candidates else None
 
 
@@ -164,7 +167,11 @@ def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:
     from .checkpoint import CheckpointManager, read_checkpoint_meta
     from .runs import read_record
 
+    from .checkpoint import PARTIAL_NAME
+
     latest = CheckpointManager(run_dir).latest_path()
+    if latest is None and (run_dir / PARTIAL_NAME).exists():  # only a within-epoch checkpoint of epoch 1
+        latest = run_dir / PARTIAL_NAME
     meta = read_checkpoint_meta(latest) if latest is not None else {}
     config = meta.get("config")
     if config is None:
@@ -185,6 +192,17 @@ def _checkpointed_epochs(run_dir: Path) -> int:
         return 0
     m = CheckpointManager.PATTERN.match(latest.name) if latest is not None and latest.exists() else None
     return int(m.group(1)) if m else 0
+
+
+def _within_epoch(run_dir: Path) -> tuple[int, int] | None:
+    """``(epoch (1-based), chunks done)`` of the run's within-epoch checkpoint, None when there is none."""
+    from .checkpoint import PARTIAL_NAME, read_checkpoint_meta
+
+    try:
+        meta = read_checkpoint_meta(Path(run_dir) / PARTIAL_NAME)
+        return int(meta["epoch"]) + 1, int(meta["chunk"])
+    except Exception:  # noqa: BLE001 - none, or unreadable: report none (resume names a corrupt one)
+        return None
 
 
 def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
@@ -297,6 +315,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             loop=algo.runtime.loop,
             augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
             run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
+            checkpoint_minutes=t.get("checkpoint_minutes", 10.0),
             beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
             divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
             devices=t.get("devices", 1), placement=t.get("placement", "auto"),
@@ -311,10 +330,11 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         started = writer
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
     except KeyboardInterrupt as err:
-        done = _checkpointed_epochs(run_dir)
+        done, within = _checkpointed_epochs(run_dir), _within_epoch(run_dir)
         if started:
-            _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done})
-        raise RunInterrupted(str(run_dir), done) from err
+            extra = {} if within is None else {"within_epoch": {"epoch": within[0], "chunks": within[1]}}
+            _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done, **extra})
+        raise RunInterrupted(str(run_dir), done, within) from err
     except Exception as err:
         if started:
             _mark(run_dir, "failed", meta, error=describe_error(err))

@@ -205,7 +205,7 @@ def val_protocol(records: Sequence[Record]) -> ProtocolResult:
 #: tracking backends, where data is read from, plugin modules to import, the published reference.
 NON_MATH_KEYS: tuple[str, ...] = (
     "seed", "name", "run_dir", "plugins", "reference", "tracking", "dataset.root", "dataset.download",
-    "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.keep_checkpoints", "trainer.extend_epochs",
+    "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.checkpoint_minutes", "trainer.keep_checkpoints", "trainer.extend_epochs",
     "trainer.divergence_threshold", "trainer.diagnostics", "trainer.devices",
 )
 

@@ -74,7 +74,7 @@ def read_record(run_dir: str | Path) -> dict | None:
 
 
 #: Files of a run that a fresh run in the same directory would overwrite or append to.
-RUN_FILES = (RECORD, "metrics.jsonl", "latest")
+RUN_FILES = (RECORD, "metrics.jsonl", "latest", "partial.pcjax")
 
 
 def archive_previous_run(run_dir: str | Path) -> Path | None:
@@ -250,7 +250,7 @@ class RunLock:
 NON_MATH_KEYS: tuple[str, ...] = (
     "name", "run_dir", "plugins", "reference", "tracking",
     "dataset.root", "dataset.download",
-    "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.extend_epochs",
+    "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.checkpoint_minutes", "trainer.extend_epochs",
     "trainer.divergence_threshold", "trainer.eval_batch_size", "trainer.loop", "trainer.diagnostics", "trainer.devices",
     "algorithm.unroll", "algorithm.error_front",
 )

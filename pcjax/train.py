@@ -80,6 +80,7 @@ class TrainerConfig:
     resume: bool = False
     checkpoint: bool = True
     keep_checkpoints: int = 2
+    checkpoint_minutes: float | None = 10.0
     beta_schedule: Callable[[int], float] | None = None
     loop: str = "auto"
     divergence_threshold: float | None = 1e12
@@ -99,6 +100,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.chunks_per_epoch < 1:
             raise ConfigError(f"trainer.chunks_per_epoch must be >= 1, got {self.chunks_per_epoch}")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes >= 0:
+            raise ConfigError(f"trainer.checkpoint_minutes must be >= 0 or null, got {self.checkpoint_minutes}")
         if self.eval_batch_size < 1:
             raise ConfigError(f"trainer.eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.divergence_threshold is not None and not self.divergence_threshold > 0:
@@ -254,7 +257,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         state = parallel.replicate(state)
     record = new_record(meta, cfg, parallel)
     record["hardware"]["placement"] = placement
-    state, record, start_epoch = store.resume(state, record, parallel)
+    state, record, start_epoch, partial = store.resume(state, record, parallel)
     base_key = jax.random.PRNGKey(cfg.seed)
     plan, compile_seconds = warm_up(compiled, loop, state, dev, layout, base_key, start_epoch)
     summary = record["summary"]  # a resumed run keeps its first start-up's numbers
@@ -268,15 +271,21 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         from tqdm.auto import tqdm
 
         per_epoch, unit = (layout.n_chunks, "chunk") if loop == "scan" else (layout.nb, "step")
-        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch, desc=str(meta.get("name") or "train"), unit=unit,
+        done = 0 if partial is None else (partial.chunk if loop == "scan" else int(partial.metrics["valid"].sum()))
+        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch - done, desc=str(meta.get("name") or "train"), unit=unit,
                    leave=False)
+    minutes = cfg.checkpoint_minutes if store.manager is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
+        resumed = partial if epoch == start_epoch else None
+        before = 0.0 if resumed is None else resumed.seconds  # seconds of the chunks run before a resume
         if cfg.beta_schedule is not None and hasattr(state, "beta"):
             state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
+        saver = None if minutes is None else _PartialSaver(store, record, epoch, minutes, t_epoch, before)
         state, dead, metrics = run_epoch(compiled, loop, state, dev, plan(base_key, epoch), epoch, bar,
-                                         sharding=None if parallel is None else parallel.batch)
-        seconds = time.perf_counter() - t_epoch
+                                         sharding=None if parallel is None else parallel.batch, resumed=resumed,
+                                         after_chunk=saver)
+        seconds = before + time.perf_counter() - t_epoch
         if dead:
             divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold)
             record["status"], record["divergence"] = "diverged", divergence
@@ -386,17 +395,38 @@ class RunStore:
             self.manager = CheckpointManager(self.run_dir, keep=cfg.keep_checkpoints) if cfg.checkpoint else None
 
     def resume(self, state, record: dict, parallel=None):
-        """(state, record, first epoch to run): from the latest checkpoint when ``cfg.resume``."""
+        """(state, record, first epoch to run, partial): from the latest checkpoint when ``cfg.resume``;
+        ``partial`` is None or ``PartialEpoch`` (the epoch in progress, from its within-epoch checkpoint)."""
         if not (self.cfg.resume and self.manager is not None):
-            return state, record, 0
+            return state, record, 0, None
+        statics = eqx.filter(state, eqx.is_array, inverse=True)
         restored = self.manager.restore_latest(eqx.filter(state, eqx.is_array))
-        if restored is None:
-            return state, record, 0
-        arrays, ck_meta = restored
-        state = eqx.combine(arrays, eqx.filter(state, eqx.is_array, inverse=True))
+        ck_meta, epoch = None, 0
+        if restored is not None:
+            arrays, ck_meta = restored
+            state, epoch = eqx.combine(arrays, statics), int(ck_meta["epoch"])
+        partial = self.manager.load_partial(eqx.filter(state, eqx.is_array), epoch)
+        if partial is not None:
+            arrays, metrics, p_meta = partial
+            state = eqx.combine(arrays, statics)
+            partial = PartialEpoch(int(p_meta["chunk"]), metrics, float(p_meta["seconds"]))
+            ck_meta = ck_meta or {"epoch": 0, "epochs": [], "compile_seconds": p_meta.get("compile_seconds")}
+        if ck_meta is None:
+            return state, record, 0, None
         if parallel is not None:
             state = parallel.replicate(state)
-        return state, _resumed_record(record, self.run_dir, ck_meta, self.cfg), int(ck_meta["epoch"])
+        record = _resumed_record(record, self.run_dir, ck_meta, self.cfg)
+        if partial is not None:
+            record["resumes"][-1]["chunk"] = partial.chunk
+        return state, record, epoch, partial
+
+    def save_partial(self, state, record: dict, epoch: int, chunk: int, metrics: dict, seconds: float) -> None:
+        """The within-epoch checkpoint: the state after chunk ``chunk - 1`` of ``epoch`` (0-based), the
+        per-step metrics so far and the epoch's seconds so far (writer only)."""
+        if self.manager is not None and self.writer:
+            self.manager.save_partial(eqx.filter(state, eqx.is_array), metrics,
+                                      {**(self.meta.get("checkpoint_meta") or {}), "epoch": epoch, "chunk": chunk,
+                                       "seconds": seconds, "compile_seconds": record["summary"]["compile_seconds"]})
 
     def write_record(self, record: dict) -> None:
         """Write ``record.json`` atomically (writer only)."""
@@ -410,6 +440,16 @@ class RunStore:
                               {**(self.meta.get("checkpoint_meta") or {}), "epoch": epoch, "epochs": record["epochs"],
                                "compile_seconds": record["summary"]["compile_seconds"]}, epoch)
         self.write_record(record)
+
+
+@dataclass(frozen=True)
+class PartialEpoch:
+    """An epoch resumed part-way: the first chunk still to run, the per-step metrics of the chunks run
+    before it, and the seconds they took."""
+
+    chunk: int
+    metrics: dict
+    seconds: float
 
 
 def warm_up(compiled, loop: str, state, dev: dict, layout: EpochLayout, base_key, start_epoch: int):
@@ -446,21 +486,27 @@ def warm_up(compiled, loop: str, state, dev: dict, layout: EpochLayout, base_key
     return plan, time.perf_counter() - t0
 
 
-def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, bar=None, sharding=None):
+def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, bar=None, sharding=None, *,
+              resumed: PartialEpoch | None = None, after_chunk: Callable | None = None):
     """One epoch's training steps from its ``plan`` (batches, validity, chunk and step keys): chunks of
     steps under ``lax.scan``, or one dispatch per step (the same batches and keys), the batches gathered
     on the host when the dataset is not on the device. Returns (state, dead, per-step metrics as host
-    arrays); ``dead`` when a step diverged (the rest were skipped)."""
+    arrays); ``dead`` when a step diverged (the rest were skipped).
+
+    ``resumed`` (a within-epoch checkpoint) starts at its chunk with its metrics, so the epoch's result
+    is the one an uninterrupted epoch gives; ``after_chunk(state, next_chunk, metrics_so_far)`` is called
+    after every chunk but the last while no step has diverged (the within-epoch checkpoints)."""
     perm, valid, chunk_keys, step_keys = plan
+    first = 0 if resumed is None else resumed.chunk
     dead = jnp.asarray(False)
     host = None  # host-resident data: the epoch's batches in plan order, each one the "dataset" of its step
     if not dev["on_device"]:
         from .streaming import HostBatches
 
-        host, rows = iter(HostBatches(dev["train_x"], dev["train_y"], perm, valid, sharding)), np.arange(
-            perm.shape[-1], dtype=np.int32)
-    chunks = []
-    for c in range(perm.shape[0]):
+        host, rows = iter(HostBatches(dev["train_x"], dev["train_y"], perm[first:], valid[first:], sharding)), \
+            np.arange(perm.shape[-1], dtype=np.int32)
+    chunks = [] if resumed is None else [resumed.metrics]
+    for c in range(first, perm.shape[0]):
         if loop == "scan":
             state, dead, m = compiled.chunk(state, dev["train_x"], dev["train_y"], chunk_keys[c], perm[c], valid[c],
                                             dead)
@@ -479,9 +525,34 @@ def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, ba
             bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.asarray(m['loss'])[-1]):.4f}")
         if loop == "step" and bool(dead):  # the scan skips the remaining steps; here they are not run
             break
-    metrics = {k: np.concatenate([np.asarray(m[k]) for m in chunks]) for k in chunks[0]}
+        if after_chunk is not None and c + 1 < perm.shape[0] and not bool(dead):
+            after_chunk(state, c + 1, chunks)
+    metrics = _concat(chunks)
     jax.block_until_ready(state)
     return state, bool(dead), metrics
+
+
+def _concat(chunks: list[dict]) -> dict:
+    """The per-step metrics of several chunks as one dict of host arrays (steps first)."""
+    return {k: np.concatenate([np.asarray(m[k]) for m in chunks]) for k in chunks[0]}
+
+
+class _PartialSaver:
+    """``after_chunk`` for :func:`run_epoch`: a within-epoch checkpoint whenever ``minutes`` have passed
+    since the epoch started or since the last one (0: after every chunk)."""
+
+    def __init__(self, store: RunStore, record: dict, epoch: int, minutes: float, t_epoch: float, before: float):
+        self.store, self.record, self.epoch, self.minutes = store, record, epoch, minutes
+        self.t_epoch, self.before, self.last = t_epoch, before, t_epoch
+
+    def __call__(self, state, chunk: int, chunks: list[dict]) -> None:
+        now = time.perf_counter()
+        if now - self.last < 60.0 * self.minutes:
+            return
+        jax.block_until_ready(state)
+        self.store.save_partial(state, self.record, self.epoch, chunk, _concat(chunks),
+                                self.before + time.perf_counter() - self.t_epoch)
+        self.last = time.perf_counter()
 
 
 def describe_divergence(metrics: dict, epoch: int, threshold: float | None) -> tuple[dict, str]:

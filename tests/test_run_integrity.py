@@ -259,6 +259,32 @@ def test_ctrl_c_marks_the_record_interrupted_and_keeps_the_checkpoint(tmp_path, 
     assert resumed["resumes"][0]["previous_status"] == "interrupted"
 
 
+def test_ctrl_c_within_an_epoch_keeps_the_chunks_done(tmp_path, monkeypatch):
+    from pcjax.train import RunStore
+
+    original = RunStore.save_partial
+
+    def save_then_interrupt(self, state, record, epoch, chunk, metrics, seconds):
+        original(self, state, record, epoch, chunk, metrics, seconds)
+        if chunk == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "save_partial", save_then_interrupt)
+    c = tiny(epochs=1)
+    c.trainer.chunks_per_epoch, c.trainer.checkpoint_minutes = 4, 0.0
+    with pytest.raises(RunInterrupted) as err:
+        run_experiment(c, run_dir=tmp_path)
+    assert err.value.epochs_done == 0 and err.value.within_epoch == (1, 2)
+    assert "2 chunks of epoch 1" in str(err.value)
+    record = _record(tmp_path)
+    assert record["status"] == "interrupted"
+    assert record["interrupted"] == {"checkpointed_epochs": 0, "within_epoch": {"epoch": 1, "chunks": 2}}
+    monkeypatch.setattr(RunStore, "save_partial", original)
+    c.trainer.resume = True
+    resumed = run_experiment(c, run_dir=tmp_path)
+    assert resumed["status"] == "complete" and resumed["resumes"][0]["chunk"] == 2
+
+
 def test_cli_ctrl_c_exits_cleanly_and_prints_the_resume_command(tmp_path):
     plugin = tmp_path / "interrupt_plugin.py"
     plugin.write_text("from pcjax import tracking\n\n\nclass Interrupt:\n    def __init__(self, **_): pass\n"

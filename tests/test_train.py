@@ -67,12 +67,13 @@ def test_mnist_pcx_mlp_one_epoch(tmp_path):
     assert record["summary"]["test_acc"] >= 0.95, record["summary"]
 
 
-def _fit(tmp_path, epochs, *, resume=False, tracker=None, latent_lr=0.1):
+def _fit(tmp_path, epochs, *, resume=False, tracker=None, latent_lr=0.1, **trainer):
     c = to_dict(_digits_cfg("pc", epochs))
     c["algorithm"]["latent"]["lr"] = latent_lr
     data = load_dataset("digits")
     model, algo = build(c, int(data.train_x.shape[0] * 0.9) // 32, data.image_shape, data.num_classes)
-    tc = TrainerConfig(epochs=epochs, batch_size=32, progress=False, run_dir=str(tmp_path), resume=resume, seed=0)
+    tc = TrainerConfig(epochs=epochs, batch_size=32, progress=False, run_dir=str(tmp_path), resume=resume, seed=0,
+                       **trainer)
     return fit(algo, model, data, tc, tracker=tracker, meta={"name": "t"})
 
 
@@ -98,6 +99,98 @@ def test_resume_after_interruption_is_exact(tmp_path):
         np.testing.assert_array_equal(a, b)
     strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
     assert strip(full["epochs"]) == strip(resumed["epochs"])
+
+
+def _same_run(state_a, record_a, state_b, record_b):
+    for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(state_a, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(state_b, eqx.is_array))):
+        np.testing.assert_array_equal(a, b)
+    strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
+    assert strip(record_a["epochs"]) == strip(record_b["epochs"])
+
+
+@pytest.mark.parametrize("loop", ["scan", "step"])
+def test_resume_within_an_epoch_is_exact(tmp_path, monkeypatch, loop):
+    """Killed after the second within-epoch checkpoint of epoch 2 (of 5 chunks), the resumed run ends with
+    the weights and per-epoch record of the uninterrupted run, and no within-epoch file is left."""
+    from pcjax.train import RunStore
+
+    kw = dict(loop=loop, chunks_per_epoch=5, checkpoint_minutes=0.0)
+    full_state, full = _fit(tmp_path / "a", 2, **kw)
+    assert not (tmp_path / "a" / "partial.pcjax").exists()  # removed once its epoch is checkpointed
+    saved = []
+    original = RunStore.save_partial
+
+    def save_then_die(self, state, record, epoch, chunk, metrics, seconds):
+        original(self, state, record, epoch, chunk, metrics, seconds)
+        saved.append((epoch, chunk))
+        if (epoch, chunk) == (1, 2):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "save_partial", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "b", 2, **kw)
+    assert saved == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2)]
+    assert (tmp_path / "b" / "latest").read_text().strip() == "ckpt_00001.pcjax"
+    assert (tmp_path / "b" / "partial.pcjax").exists()
+
+    def record_only(self, state, record, epoch, chunk, metrics, seconds):
+        original(self, state, record, epoch, chunk, metrics, seconds)
+        saved.append((epoch, chunk))
+
+    monkeypatch.setattr(RunStore, "save_partial", record_only)
+    saved.clear()
+    state, resumed = _fit(tmp_path / "b", 2, resume=True, **kw)
+    assert saved == [(1, 3), (1, 4)]  # only the chunks after the within-epoch checkpoint ran
+    _same_run(full_state, full, state, resumed)
+    assert resumed["resumes"][-1]["epoch"] == 1 and resumed["resumes"][-1]["chunk"] == 2
+    assert not (tmp_path / "b" / "partial.pcjax").exists()
+
+
+def test_resume_within_the_first_epoch_and_without_within_epoch_checkpoints(tmp_path, monkeypatch):
+    from pcjax.train import RunStore
+
+    kw = dict(chunks_per_epoch=4, checkpoint_minutes=0.0)
+    full_state, full = _fit(tmp_path / "a", 1, **kw)
+    original = RunStore.save_partial
+
+    def die_at_3(self, state, record, epoch, chunk, metrics, seconds):
+        original(self, state, record, epoch, chunk, metrics, seconds)
+        if chunk == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "save_partial", die_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "b", 1, **kw)
+    assert not (tmp_path / "b" / "latest").exists()  # no epoch finished: only the within-epoch file
+    monkeypatch.setattr(RunStore, "save_partial", original)
+    state, resumed = _fit(tmp_path / "b", 1, resume=True, **kw)
+    _same_run(full_state, full, state, resumed)
+    assert resumed["resumes"][-1] == {**resumed["resumes"][-1], "epoch": 0, "chunk": 3}
+    # null turns them off: nothing is written part-way
+    monkeypatch.setattr(RunStore, "save_partial", die_at_3)
+    _fit(tmp_path / "c", 1, chunks_per_epoch=4, checkpoint_minutes=None)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ckpt_00001.pcjax", "latest", "record.json"]
+
+
+def test_within_epoch_checkpoints_that_do_not_fit_the_run(tmp_path):
+    """A stale one (its epoch already checkpointed) is dropped; one from a later epoch than the latest
+    checkpoint raises, naming the file; a fresh run moves an earlier run's one aside with its checkpoints."""
+    kw = dict(chunks_per_epoch=4, checkpoint_minutes=0.0)
+    _fit(tmp_path, 1, **kw)
+    partial = tmp_path / "partial.pcjax"
+    from pcjax.checkpoint import CheckpointManager, save_checkpoint
+
+    manager = CheckpointManager(tmp_path)
+    save_checkpoint(partial, ({"w": np.zeros(2)}, {}), {"epoch": 0, "chunk": 1, "metric_shapes": {}})
+    assert manager.load_partial({"w": np.zeros(2)}, 1) is None and not partial.exists()  # stale: removed
+    save_checkpoint(partial, ({"w": np.zeros(2)}, {}), {"epoch": 3, "chunk": 1, "metric_shapes": {}})
+    with pytest.raises(CheckpointError, match="partial.pcjax continues epoch 4"):
+        manager.load_partial({"w": np.zeros(2)}, 1)
+    with pytest.warns(UserWarning, match="moved them to"):
+        _fit(tmp_path, 1, **kw)  # a fresh run here: the earlier run's files go to previous-*/
+    (archived,) = tmp_path.glob("previous-*")
+    assert (archived / "partial.pcjax").exists()
 
 
 def test_divergence_names_step_and_keeps_last_good_checkpoint(tmp_path):
