@@ -75,6 +75,7 @@ class AlgorithmCfg:
     contrast: bool = False
     unroll: Any = "auto"
     error_front: Any = "auto"
+    xla_fusion: Any = "auto"
     lalr_weights: bool = False
     loss: Optional[str] = None
     beta_schedule: str = "constant"

@@ -102,7 +102,8 @@ def build_runtime(c: dict, model) -> Runtime:
     """The runtime policy of a plain config dict for ``model`` on this backend (``auto`` resolved)."""
     a = c["algorithm"]
     return resolve_runtime(model, error_front=a.get("error_front", "auto"), unroll=a.get("unroll", "auto"),
-                           compute_dtype=a.get("compute_dtype"), loop=c.get("trainer", {}).get("loop", "auto"))
+                           compute_dtype=a.get("compute_dtype"), loop=c.get("trainer", {}).get("loop", "auto"),
+                           xla_fusion=a.get("xla_fusion", "auto"), algorithm=a.get("name"))
 
 
 def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):

@@ -48,12 +48,18 @@ class Runtime:
     to the inference ``lax.scan`` (``True`` unrolls it). ``compute_dtype``: predictions computed in
     that dtype (``bfloat16``) with float32 latents, errors, energies and master weights.
     ``loop``: the epoch loop, ``scan`` (steps inside one compiled scan) or ``step`` (one dispatch per batch).
+    ``xla_fusion``: False compiles the training step with XLA's CPU ``fusion`` pass disabled. On a deep
+    residual network the pass inlines the chain of cotangent additions of ePC's error gradient,
+    dE/de_l = dE/dz_l + dE/dz_{l+1} + ..., into every layer's update, so compile time and step time
+    grow with depth squared (MNIST resmlp, T = 4, CPU: 64 layers 0.16 s/step with it, 0.037 without;
+    ``benchmarks/results/epc_fusion_cpu.md``).
     """
 
     error_front: bool = False
     unroll: int | bool = 1
     compute_dtype: str | None = None
     loop: str = "scan"
+    xla_fusion: bool = True
 
     def __post_init__(self):
         resolve_dtype(self.compute_dtype)
@@ -91,12 +97,14 @@ def _choice(name: str, value, default, *, integer: bool = False):
 
 
 def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=None, loop="auto",
-                    backend: str | None = None) -> Runtime:
+                    xla_fusion="auto", algorithm: str | None = None, backend: str | None = None) -> Runtime:
     """The runtime policy for ``model`` on ``backend`` (default: JAX's). ``auto`` resolves to: error
     front, unrolled inference and per-step dispatch for convnets on a CPU (whose XLA backend runs
     convolution gradients inside compiled loops several times slower than unrolled or dispatched
-    alone); the scanned inference and epoch loops everywhere else."""
+    alone); the scanned inference and epoch loops everywhere else; XLA's CPU fusion pass off for the
+    ``algorithm`` ``epc`` on a CPU (see ``Runtime.xla_fusion``), on everywhere else."""
     conv_cpu = conv_on_cpu(model, backend)
+    cpu = (backend or jax.default_backend()) == "cpu"
     if loop not in LOOPS + ("auto",):
         raise ConfigError(f"trainer.loop must be one of {LOOPS + ('auto',)}, got {loop!r}")
     return Runtime(
@@ -104,4 +112,5 @@ def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=N
         unroll=_choice("algorithm.unroll", unroll, True if conv_cpu else 1, integer=True),
         compute_dtype=compute_dtype,
         loop=("step" if conv_cpu else "scan") if loop == "auto" else loop,
+        xla_fusion=_choice("algorithm.xla_fusion", xla_fusion, not (cpu and algorithm == "epc")),
     )

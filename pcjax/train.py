@@ -188,8 +188,11 @@ class _Compiled:
             total, _ = jax.lax.scan(body, jnp.zeros((), jnp.int32), (idx, mask))
             return total / mask.sum()
 
-        self.chunk = eqx.filter_jit(chunk)
-        self.step = eqx.filter_jit(step)
+        runtime = getattr(algorithm, "runtime", None)
+        jit_options = {} if getattr(runtime, "xla_fusion", True) else {
+            "compiler_options": {"xla_disable_hlo_passes": "fusion"}}  # see Runtime.xla_fusion
+        self.chunk = eqx.filter_jit(chunk, **jit_options)
+        self.step = eqx.filter_jit(step, **jit_options)
         self.evaluate = eqx.filter_jit(evaluate)
         self.prep_eval = prep_eval
 
