@@ -49,7 +49,7 @@ DESCRIPTIONS: dict[str, str] = {
     "algorithm.nudge": "target part: clamp (output held at the nudged target) | soft (output free, F = E + beta C)",
     "algorithm.contrast": "contrastive update: subtract the free-phase weight gradient (with top-down terms)",
     "algorithm.unroll": "unroll the inference loop: auto (convnets on CPU) | true | false | an integer",
-    "algorithm.xla_fusion": "XLA's CPU fusion pass for the training step: auto (off for ePC on CPU, where it makes deep residual steps quadratic in depth) | true | false",
+    "algorithm.xla_fusion": "XLA's CPU fusion pass for the training step: auto (off for ePC on CPU from 32 layers, where it makes steps quadratic in depth) | true | false",
     "algorithm.error_front": "skip inference work the output's error has not reached: auto (convnets on CPU) | true | false",
     "algorithm.lalr_weights": "also scale block l's weight update by its LALR multiplier rho_l",
     "algorithm.loss": "backprop loss: gaussian | cross_entropy (null: the output energy term)",

@@ -51,8 +51,8 @@ class Runtime:
     ``xla_fusion``: False compiles the training step with XLA's CPU ``fusion`` pass disabled. On a deep
     residual network the pass inlines the chain of cotangent additions of ePC's error gradient,
     dE/de_l = dE/dz_l + dE/dz_{l+1} + ..., into every layer's update, so compile time and step time
-    grow with depth squared (MNIST resmlp, T = 4, CPU: 64 layers 0.16 s/step with it, 0.037 without;
-    ``benchmarks/results/epc_fusion_cpu.md``).
+    grow with depth squared (ePC, MNIST resmlp, T = 4, 2-core CPU: 128 layers 2.46 s/step and 216 s of
+    compilation with it, 0.16 s and 14 s without; ``benchmarks/results/epc_fusion_cpu.md``).
     """
 
     error_front: bool = False
@@ -72,6 +72,11 @@ class Runtime:
     def dtype(self):
         """The compute dtype (None: float32)."""
         return resolve_dtype(self.compute_dtype)
+
+
+#: From this many nodes on, ePC's step on a CPU compiles without the fusion pass (``Runtime.xla_fusion``):
+#: measured 1.1x faster at 32 layers, 1.8x at 64, 15x at 128, and 0.9x at 16.
+DEEP_NODES = 32
 
 
 def conv_on_cpu(model, backend: str | None = None) -> bool:
@@ -102,7 +107,8 @@ def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=N
     front, unrolled inference and per-step dispatch for convnets on a CPU (whose XLA backend runs
     convolution gradients inside compiled loops several times slower than unrolled or dispatched
     alone); the scanned inference and epoch loops everywhere else; XLA's CPU fusion pass off for the
-    ``algorithm`` ``epc`` on a CPU (see ``Runtime.xla_fusion``), on everywhere else."""
+    ``algorithm`` ``epc`` on a CPU with a dense network of at least ``DEEP_NODES`` nodes (see
+    ``Runtime.xla_fusion``), on everywhere else (convnets were not measured)."""
     conv_cpu = conv_on_cpu(model, backend)
     cpu = (backend or jax.default_backend()) == "cpu"
     if loop not in LOOPS + ("auto",):
@@ -112,5 +118,6 @@ def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=N
         unroll=_choice("algorithm.unroll", unroll, True if conv_cpu else 1, integer=True),
         compute_dtype=compute_dtype,
         loop=("step" if conv_cpu else "scan") if loop == "auto" else loop,
-        xla_fusion=_choice("algorithm.xla_fusion", xla_fusion, not (cpu and algorithm == "epc")),
+        xla_fusion=_choice("algorithm.xla_fusion", xla_fusion, not (
+            cpu and algorithm == "epc" and not conv_cpu and getattr(model, "num_nodes", 0) >= DEEP_NODES)),
     )

@@ -241,3 +241,12 @@ def test_cpu_loops_benchmark_runs():
     for key in ("step_plain_s", "step_unroll_s", "step_auto_s", "epoch_scan_s"):
         assert r[key] > 0
     assert r["scan_over_step"] > 0 and r["plain_over_auto"] > 0
+
+
+def test_epc_fusion_benchmark_runs_and_writes_its_table(tmp_path):
+    from benchmarks.epc_fusion import main
+
+    out = tmp_path / "fusion.md"
+    assert main(["--depths", "8", "--T", "1", "--batch", "4", "--repeats", "1", "--md", str(out)]) == 0
+    table = out.read_text()
+    assert "| 8 |" in table and "--depths 8" in table and "cores" in table

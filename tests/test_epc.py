@@ -138,7 +138,7 @@ def test_epc_rejects_invalid_settings():
 
 def test_epc_without_xla_fusion_trains_the_same_and_is_the_cpu_default(tmp_path):
     """The training step compiled without XLA's CPU fusion pass (``algorithm.xla_fusion=false``, ePC's
-    default on a CPU) gives the fused step's weights to float32 rounding on a 16-layer residual MLP:
+    default on a CPU from 32 layers) gives the fused step's weights to float32 rounding on a 16-layer residual MLP:
     after one SGD step within 1e-6, after an epoch of Adam steps (where rounding differences grow) the same
     loss to 1e-4."""
     import dataclasses
@@ -166,7 +166,12 @@ def test_epc_without_xla_fusion_trains_the_same_and_is_the_cpu_default(tmp_path)
     assert float(jnp.abs(on - init).max()) > 1e-4  # the step moved the weights (500x the tolerance)
     loss = [runs["epoch", f][1]["epochs"][0]["train_loss"] for f in (True, False)]
     assert loss[0] == pytest.approx(loss[1], rel=1e-4)
-    net = model
+    net = model  # 16 layers: shallower than DEEP_NODES, where the fused step is as fast
+    assert resolve_runtime(net, algorithm="epc", backend="cpu").xla_fusion is True
+    c = to_dict(pj.load_config(None, overrides=["experiment=mnist_resmlp32_epc_se"]))
+    deep = build(c, 20, (28, 28, 1), 10)[1]
+    assert deep.runtime.xla_fusion is False  # auto: 32 layers on this CPU
+    net = build(c, 20, (28, 28, 1), 10)[0]
     assert resolve_runtime(net, algorithm="epc", backend="cpu").xla_fusion is False
     assert resolve_runtime(net, algorithm="epc", backend="gpu").xla_fusion is True
     assert resolve_runtime(net, algorithm="pc", backend="cpu").xla_fusion is True
