@@ -134,16 +134,50 @@ def main(argv=None) -> int:
 
 
 def plot_diagnostics(paths: list[str], out: str) -> None:
-    """Per-layer cos(update, BP gradient) and update norm / BP gradient norm against the layer index."""
+    """Per-block cos(update, BP gradient) (top row) and update norm / BP gradient norm (bottom row)
+    against the relative block position l / L, one column per PC-family algorithm, one line per depth
+    (colour) and dataset (solid: MNIST, dashed: Fashion-MNIST); seed-0 runs, last epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     runs = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
-        if m and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]:
-            runs.append((m["ds"], int(m["depth"]), ALGOS[m["algo"]], r.epochs[-1]["diagnostics"]))
+        if (m and m["algo"] != "bp_se" and r.status == "complete" and r.seed == 0 and r.epochs
+                and "diagnostics" in r.epochs[-1]):
+            runs.append((m["algo"], m["ds"], int(m["depth"]), r.epochs[-1]["diagnostics"]))
     if not runs:
         return
-    curves = [(f"{ds} {depth}: {label}", d) for ds, depth, label, d in sorted(runs, key=lambda t: t[:3])]
-    plot_update_vs_backprop(curves, out, "direction of each block's update vs backprop (end of training)", 6)
+    algos = [a for a in ALGOS if any(r[0] == a for r in runs)]
+    depths = sorted({r[2] for r in runs})
+    colour = {d: plt.cm.viridis(i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(2, len(algos), figsize=(4.2 * len(algos), 7), squeeze=False, sharex=True)
+    for col, algo in enumerate(algos):
+        top, bottom = axes[0][col], axes[1][col]
+        for _, ds, depth, d in sorted((r for r in runs if r[0] == algo), key=lambda r: (r[1], r[2])):
+            L = len(d["cosine_bp"])
+            x = [(i + 1) / L for i in range(L)]
+            style = dict(color=colour[depth], ls="-" if ds == "mnist" else "--", lw=1.2)
+            top.plot(x, d["cosine_bp"], **style)
+            bottom.plot(x, [u / (g + 1e-30) for u, g in zip(d["update_norm"], d["bp_grad_norm"])], **style)
+        top.set_title(ALGOS[algo])
+        top.set_ylim(-1.05, 1.05)
+        bottom.set_yscale("log")
+        bottom.set_ylim(1e-12, 1e6)
+        bottom.set_xlabel("block l / L (input side -> output)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("cos(update_l, BP gradient_l)")
+    axes[1][0].set_ylabel("||update_l|| / ||BP gradient_l||")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[d], label=f"{d} layers") for d in depths]
+    axes[0][0].legend(handles=handles, fontsize=7, title="solid: MNIST, dashed: F-MNIST", title_fontsize=7)
+    fig.suptitle("each block's weight update against backprop's, end of training (seed 0)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
 
 
 def plot_update_vs_backprop(curves: list[tuple[str, dict]], out: str, title: str, legend_size: int = 7) -> None:
