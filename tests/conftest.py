@@ -46,3 +46,30 @@ def isolated_registries(monkeypatch, *, root_on_path: bool):
             if _user_module(name, sys.modules[name]):
                 del sys.modules[name]
         sys.path[:] = path
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def within_epoch_saves(monkeypatch):
+    """``arm(stop)`` makes ``RunStore.save_partial`` write its within-epoch checkpoint, note
+    ``(epoch, chunk)`` in the returned list, and then raise ``KeyboardInterrupt`` where
+    ``stop(epoch, chunk)`` holds (a process killed right after that save); ``arm()`` only records."""
+    from pcjax.train import RunStore
+
+    original = RunStore.save_partial
+
+    def arm(stop=lambda epoch, chunk: False) -> list:
+        saved: list = []
+
+        def save(self, state, record, epoch, chunk, metrics, seconds):
+            original(self, state, record, epoch, chunk, metrics, seconds)
+            saved.append((epoch, chunk))
+            if stop(epoch, chunk):
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(RunStore, "save_partial", save)
+        return saved
+
+    return arm

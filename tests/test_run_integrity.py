@@ -259,17 +259,8 @@ def test_ctrl_c_marks_the_record_interrupted_and_keeps_the_checkpoint(tmp_path, 
     assert resumed["resumes"][0]["previous_status"] == "interrupted"
 
 
-def test_ctrl_c_within_an_epoch_keeps_the_chunks_done(tmp_path, monkeypatch):
-    from pcjax.train import RunStore
-
-    original = RunStore.save_partial
-
-    def save_then_interrupt(self, state, record, epoch, chunk, metrics, seconds):
-        original(self, state, record, epoch, chunk, metrics, seconds)
-        if chunk == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunStore, "save_partial", save_then_interrupt)
+def test_ctrl_c_within_an_epoch_keeps_the_chunks_done(tmp_path, within_epoch_saves):
+    within_epoch_saves(lambda epoch, chunk: chunk == 2)
     c = tiny(epochs=1)
     c.trainer.chunks_per_epoch, c.trainer.checkpoint_minutes = 4, 0.0
     with pytest.raises(RunInterrupted) as err:
@@ -279,7 +270,7 @@ def test_ctrl_c_within_an_epoch_keeps_the_chunks_done(tmp_path, monkeypatch):
     record = _record(tmp_path)
     assert record["status"] == "interrupted"
     assert record["interrupted"] == {"checkpointed_epochs": 0, "within_epoch": {"epoch": 1, "chunks": 2}}
-    monkeypatch.setattr(RunStore, "save_partial", original)
+    within_epoch_saves()
     c.trainer.resume = True
     resumed = run_experiment(c, run_dir=tmp_path)
     assert resumed["status"] == "complete" and resumed["resumes"][0]["chunk"] == 2

@@ -86,25 +86,16 @@ def test_host_run_resumes_exactly(tmp_path):
     assert [e["train_loss"] for e in r_full["epochs"]] == [e["train_loss"] for e in r_res["epochs"]]
 
 
-def test_host_run_resumes_exactly_within_an_epoch(tmp_path, monkeypatch):
+def test_host_run_resumes_exactly_within_an_epoch(tmp_path, within_epoch_saves):
     """Killed after chunk 2 of 4 of the only epoch, a streamed run resumes at chunk 3 (the host pipeline
     starts at that chunk's batches) and ends with the uninterrupted run's weights."""
-    from pcjax.train import RunStore
-
     data = load_dataset("digits")
     kw = dict(placement="host", chunks_per_epoch=4, checkpoint_minutes=0.0)
     s_full, r_full = _run(data, tmp_path / "full", epochs=1, **kw)
-    original = RunStore.save_partial
-
-    def save_then_die(self, state, record, epoch, chunk, metrics, seconds):
-        original(self, state, record, epoch, chunk, metrics, seconds)
-        if chunk == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunStore, "save_partial", save_then_die)
+    within_epoch_saves(lambda epoch, chunk: chunk == 2)
     with pytest.raises(KeyboardInterrupt):
         _run(data, tmp_path / "part", epochs=1, **kw)
-    monkeypatch.setattr(RunStore, "save_partial", original)
+    within_epoch_saves()
     s_res, r_res = _run(data, tmp_path / "part", epochs=1, resume=True, **kw)
     assert r_res["resumes"][-1]["chunk"] == 2
     for a, b in zip(_leaves(s_full), _leaves(s_res)):

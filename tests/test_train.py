@@ -110,36 +110,19 @@ def _same_run(state_a, record_a, state_b, record_b):
 
 
 @pytest.mark.parametrize("loop", ["scan", "step"])
-def test_resume_within_an_epoch_is_exact(tmp_path, monkeypatch, loop):
+def test_resume_within_an_epoch_is_exact(tmp_path, within_epoch_saves, loop):
     """Killed after the second within-epoch checkpoint of epoch 2 (of 5 chunks), the resumed run ends with
     the weights and per-epoch record of the uninterrupted run, and no within-epoch file is left."""
-    from pcjax.train import RunStore
-
     kw = dict(loop=loop, chunks_per_epoch=5, checkpoint_minutes=0.0)
     full_state, full = _fit(tmp_path / "a", 2, **kw)
     assert not (tmp_path / "a" / "partial.pcjax").exists()  # removed once its epoch is checkpointed
-    saved = []
-    original = RunStore.save_partial
-
-    def save_then_die(self, state, record, epoch, chunk, metrics, seconds):
-        original(self, state, record, epoch, chunk, metrics, seconds)
-        saved.append((epoch, chunk))
-        if (epoch, chunk) == (1, 2):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunStore, "save_partial", save_then_die)
+    saved = within_epoch_saves(lambda epoch, chunk: (epoch, chunk) == (1, 2))
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "b", 2, **kw)
     assert saved == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2)]
     assert (tmp_path / "b" / "latest").read_text().strip() == "ckpt_00001.pcjax"
     assert (tmp_path / "b" / "partial.pcjax").exists()
-
-    def record_only(self, state, record, epoch, chunk, metrics, seconds):
-        original(self, state, record, epoch, chunk, metrics, seconds)
-        saved.append((epoch, chunk))
-
-    monkeypatch.setattr(RunStore, "save_partial", record_only)
-    saved.clear()
+    saved = within_epoch_saves()
     state, resumed = _fit(tmp_path / "b", 2, resume=True, **kw)
     assert saved == [(1, 3), (1, 4)]  # only the chunks after the within-epoch checkpoint ran
     _same_run(full_state, full, state, resumed)
@@ -147,29 +130,21 @@ def test_resume_within_an_epoch_is_exact(tmp_path, monkeypatch, loop):
     assert not (tmp_path / "b" / "partial.pcjax").exists()
 
 
-def test_resume_within_the_first_epoch_and_without_within_epoch_checkpoints(tmp_path, monkeypatch):
-    from pcjax.train import RunStore
-
+def test_resume_within_the_first_epoch_and_without_within_epoch_checkpoints(tmp_path, within_epoch_saves):
     kw = dict(chunks_per_epoch=4, checkpoint_minutes=0.0)
     full_state, full = _fit(tmp_path / "a", 1, **kw)
-    original = RunStore.save_partial
-
-    def die_at_3(self, state, record, epoch, chunk, metrics, seconds):
-        original(self, state, record, epoch, chunk, metrics, seconds)
-        if chunk == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunStore, "save_partial", die_at_3)
+    within_epoch_saves(lambda epoch, chunk: chunk == 3)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "b", 1, **kw)
     assert not (tmp_path / "b" / "latest").exists()  # no epoch finished: only the within-epoch file
-    monkeypatch.setattr(RunStore, "save_partial", original)
+    within_epoch_saves()
     state, resumed = _fit(tmp_path / "b", 1, resume=True, **kw)
     _same_run(full_state, full, state, resumed)
     assert resumed["resumes"][-1] == {**resumed["resumes"][-1], "epoch": 0, "chunk": 3}
     # null turns them off: nothing is written part-way
-    monkeypatch.setattr(RunStore, "save_partial", die_at_3)
+    saved = within_epoch_saves(lambda epoch, chunk: True)
     _fit(tmp_path / "c", 1, chunks_per_epoch=4, checkpoint_minutes=None)
+    assert saved == []
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ckpt_00001.pcjax", "latest", "record.json"]
 
 
