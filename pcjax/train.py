@@ -497,8 +497,8 @@ def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, ba
     arrays); ``dead`` when a step diverged (the rest were skipped).
 
     ``resumed`` (a within-epoch checkpoint) starts at its chunk with its metrics, so the epoch's result
-    is the one an uninterrupted epoch gives; ``after_chunk(state, next_chunk, metrics_so_far)`` is called
-    after every chunk but the last while no step has diverged (the within-epoch checkpoints)."""
+    is the one an uninterrupted epoch gives; ``after_chunk(state, next_chunk, metrics_so_far, dead)`` is
+    called after every chunk but the last (the within-epoch checkpoints)."""
     perm, valid, chunk_keys, step_keys = plan
     first = 0 if resumed is None else resumed.chunk
     dead = jnp.asarray(False)
@@ -528,8 +528,8 @@ def run_epoch(compiled, loop: str, state, dev: dict, plan: tuple, epoch: int, ba
             bar.set_postfix(epoch=epoch + 1, loss=f"{float(np.asarray(m['loss'])[-1]):.4f}")
         if loop == "step" and bool(dead):  # the scan skips the remaining steps; here they are not run
             break
-        if after_chunk is not None and c + 1 < perm.shape[0] and not bool(dead):
-            after_chunk(state, c + 1, chunks)
+        if after_chunk is not None and c + 1 < perm.shape[0]:
+            after_chunk(state, c + 1, chunks, dead)
     metrics = _concat(chunks)
     jax.block_until_ready(state)
     return state, bool(dead), metrics
@@ -542,15 +542,15 @@ def _concat(chunks: list[dict]) -> dict:
 
 class _PartialSaver:
     """``after_chunk`` for :func:`run_epoch`: a within-epoch checkpoint whenever ``minutes`` have passed
-    since the epoch started or since the last one (0: after every chunk)."""
+    since the epoch started or since the last one (0: after every chunk), unless a step has diverged.
+    Between saves it does not wait for the device, so chunks stay asynchronously dispatched."""
 
     def __init__(self, store: RunStore, record: dict, epoch: int, minutes: float, t_epoch: float, before: float):
         self.store, self.record, self.epoch, self.minutes = store, record, epoch, minutes
         self.t_epoch, self.before, self.last = t_epoch, before, t_epoch
 
-    def __call__(self, state, chunk: int, chunks: list[dict]) -> None:
-        now = time.perf_counter()
-        if now - self.last < 60.0 * self.minutes:
+    def __call__(self, state, chunk: int, chunks: list[dict], dead) -> None:
+        if time.perf_counter() - self.last < 60.0 * self.minutes or bool(dead):
             return
         jax.block_until_ready(state)
         self.store.save_partial(state, self.record, self.epoch, chunk, _concat(chunks),
