@@ -165,10 +165,8 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
 def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:
     """(config, schedule epochs, target epochs) of the run in ``run_dir``, from its latest checkpoint
     (``record.json`` for checkpoints written before they carried the config)."""
-    from .checkpoint import CheckpointManager, read_checkpoint_meta
+    from .checkpoint import PARTIAL_NAME, CheckpointManager, read_checkpoint_meta
     from .runs import read_record
-
-    from .checkpoint import PARTIAL_NAME
 
     latest = CheckpointManager(run_dir).latest_path()
     if latest is None and (run_dir / PARTIAL_NAME).exists():  # only a within-epoch checkpoint of epoch 1
