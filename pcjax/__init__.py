@@ -1,7 +1,7 @@
 """pcjax: energy-based predictive-coding networks in JAX."""
 
 from . import energies, lalr, train
-from .algorithms import (EPC, PC, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, ForwardUpdate,
+from .algorithms import (EPC, PC, PCALM, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, ForwardUpdate,
                          Incremental, PCConfig, SoftNudge, TrainState, algorithm_params, available_algorithms,
                          get_algorithm, register_algorithm)
 from .cli import load_config
@@ -19,7 +19,7 @@ from .runtime import Runtime, resolve_runtime
 __version__ = "0.1.0"
 
 __all__ = [
-    "EPC", "PC", "Algorithm", "Backprop", "BuildContext", "Clamp", "Contrastive", "Equilibrium", "ForwardUpdate",
+    "EPC", "PC", "PCALM", "Algorithm", "Backprop", "BuildContext", "Clamp", "Contrastive", "Equilibrium", "ForwardUpdate",
     "Incremental", "PCConfig", "SoftNudge", "TrainState", "algorithm_params", "available_algorithms",
     "get_algorithm", "register_algorithm", "Conv", "Dense", "Identity", "Sequential", "Upsample",
     "available_energies", "get_energy", "register_energy", "ConfigError", "DivergenceError", "PCJaxError",

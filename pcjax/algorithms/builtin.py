@@ -1,18 +1,20 @@
-"""Registration of the built-in algorithms: ``pc`` (state PC and its variants), ``epc``, ``bp``.
+"""Registration of the built-in algorithms: ``pc`` (state PC and its variants), ``epc``, ``pcalm``, ``bp``.
 
 ``pc`` reads its parts from the ``algorithm`` config node: ``variant`` (``pc``: Equilibrium,
 ``fu``: ForwardUpdate, ``ipc``: Incremental), ``contrast`` (wraps the rule in Contrastive) and
 ``nudge`` (``clamp``: Clamp, ``soft``: SoftNudge). A combination that makes no sense fails in the
-parts' own checks, naming both parts.
+parts' own checks, naming both parts. ``epc``, ``pcalm`` and ``bp`` have no target or update-rule
+parts: setting ``variant``, ``contrast`` or ``nudge`` for them is refused, not ignored.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .alm import PCALM
 from .bp import Backprop
 from .epc import EPC
 from .pc import PC, PCConfig
-from .registry import BuildContext, register_algorithm
+from .registry import BuildContext, algorithm_params, register_algorithm
 from .targets import Clamp, SoftNudge
 from .updates import Contrastive, Equilibrium, ForwardUpdate, Incremental
 
@@ -46,15 +48,40 @@ def build_pc(ctx: BuildContext) -> PC:
     return PC(pc_config(ctx), ctx.weight_optim, ctx.total_steps, runtime=ctx.runtime)
 
 
+PART_DEFAULTS = {"variant": "pc", "contrast": False, "nudge": "clamp"}
+
+
+def refuse_parts(ctx: BuildContext) -> None:
+    """Refuse ``algorithm.variant/contrast/nudge`` for an algorithm that has no such parts."""
+    a, name = ctx.algorithm, ctx.algorithm["name"]
+    for key, default in PART_DEFAULTS.items():
+        value = a.get(key, default)
+        if value != default:
+            raise ConfigError(f"algorithm.{key}={value!r} does not apply to algorithm {name!r}: it has no "
+                              f"{'update-rule' if key != 'nudge' else 'target'} part to choose (remove the override; "
+                              f"the update rules and targets belong to algorithm=pc)")
+
+
 @register_algorithm("epc", hydra_config=False)
 def build_epc(ctx: BuildContext) -> EPC:
     """ePC (errors as the free variables)."""
+    refuse_parts(ctx)
     return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=ctx.algorithm["beta"],
                runtime=ctx.runtime)
+
+
+@register_algorithm("pcalm", hydra_config=False)
+def build_pcalm(ctx: BuildContext) -> PCALM:
+    """PC-ALM (states and duals freed); ``algorithm.params``: ``rho`` (penalty) and ``dual_lr`` (dual ascent)."""
+    refuse_parts(ctx)
+    p = algorithm_params(ctx, rho=1.0, dual_lr=1.0)
+    return PCALM(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, rho=float(p["rho"]),
+                 dual_lr=float(p["dual_lr"]), runtime=ctx.runtime)
 
 
 @register_algorithm("bp", hydra_config=False)
 def build_bp(ctx: BuildContext) -> Backprop:
     """Backprop; its loss is ``algorithm.loss``, or the output energy term when that is unset."""
+    refuse_parts(ctx)
     loss = ctx.algorithm.get("loss") or ctx.energy.output
     return Backprop(ctx.weight_optim, ctx.total_steps, loss=loss, runtime=ctx.runtime)
