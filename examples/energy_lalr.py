@@ -20,16 +20,16 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from pcjax.lalr import LayerScales, register_lalr
+from pcjax.lalr import CheckedRule, LayerScales, lalr_param, register_lalr
 
 
 @dataclass(frozen=True)
-class EnergyShare:
+class EnergyShare(CheckedRule):
     """rho_l = clip(((E_{l+1} + eps) / (mean E + eps))^power, 1/max_scale, max_scale), E = ||e||^2 / 2."""
 
-    power: float = 0.5
-    eps: float = 1e-4
-    max_scale: float = 4.0
+    power: float = lalr_param(0.5, 0.0)  # valid range [0, inf), checked when the rule is built
+    eps: float = lalr_param(1e-4, 0.0)
+    max_scale: float = lalr_param(4.0, 1.0, why="rho is clipped to [1/max_scale, max_scale]")
 
     def scales(self, t, error_norm, T):
         """Step multipliers from the current per-layer energies; precisions stay 1."""

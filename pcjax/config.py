@@ -355,6 +355,19 @@ def _energy_weights(ck: _Checker, path: str, *, not_all_zero: bool) -> None:
         ck.fail(path, v, "must not be all zero (the energy would not depend on the forward predictions)")
 
 
+def _lalr_rule(ck: _Checker) -> None:
+    """The LALR rule's name and parameters (each parameter within the range its rule declares)."""
+    from .lalr import make_lalr
+
+    rule, params = ck.get("lalr.rule"), ck.get("lalr.params")
+    if rule is _MISSING:
+        return
+    try:
+        make_lalr(rule, **(params if isinstance(params, dict) else {}))
+    except ConfigError as err:
+        ck.problems.append(str(err))
+
+
 def validate_config(c: dict) -> None:
     """Check the ranges and choices of a plain config dict before a run starts; raise one
     ``ConfigError`` naming every invalid field. Plugins must be loaded first (their models,
@@ -402,6 +415,7 @@ def validate_config(c: dict) -> None:
     ck.number("algorithm.latent.momentum", 0.0, 1.0, high_open=True)
     ck.number("algorithm.beta_increase", 0.0)
 
+    _lalr_rule(ck)
     _energy_weights(ck, "energy.alpha", not_all_zero=True)
     _energy_weights(ck, "energy.lam", not_all_zero=False)
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .errors import ConfigError
+from .registry import register_into
 
 EnergyFn = Callable[[Array, Array], Float[Array, "B"]]
 
@@ -33,14 +34,12 @@ def _sample_axes(x: Array) -> tuple[int, ...]:
 def register_energy(name: str, fn: EnergyFn | None = None, *, overwrite: bool = False):
     """Register ``fn`` under ``name`` (usable as a decorator).
 
-    Raises ``ValueError`` if the name is taken and ``overwrite`` is false.
+    Raises ``ConfigError`` (a ``ValueError``) if the name is taken by another function and
+    ``overwrite`` is false (see :mod:`pcjax.registry`).
     """
 
     def _register(f: EnergyFn) -> EnergyFn:
-        if name in _REGISTRY and not overwrite and _REGISTRY[name] is not f:
-            raise ValueError(f"energy term {name!r} is already registered; pass overwrite=True to replace it")
-        _REGISTRY[name] = f
-        return f
+        return register_into(_REGISTRY, "energy term", name, f, overwrite=overwrite)
 
     return _register if fn is None else _register(fn)
 

@@ -7,12 +7,16 @@ A rule maps (inference step t, per-node statistics) to two arrays over the laten
 * ``precision``: pi_l, multiplying the forward energy term of node l at step t.
 
 Rules are small frozen dataclasses; a new rule is one class with ``scales(t, error_norm, T)``
-registered with ``register_lalr``.
+registered with ``register_lalr``. A rule's numeric parameters declare their valid range with
+:func:`lalr_param` (``r: float = lalr_param(1.5, low=0.0, low_open=True)``); subclassing
+:class:`CheckedRule` checks them when the rule is built, so ``lalr.params.r=-2`` is refused at
+start-up with a ``ConfigError`` naming the parameter, its value and the range.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .errors import ConfigError
+from .registry import register_into
 
 
 class LayerScales(NamedTuple):
@@ -38,10 +43,97 @@ class LALRRule(Protocol):
 
 
 @dataclass(frozen=True)
-class Constant:
+class ParamRange:
+    """The valid values of one rule parameter: a finite number in [low, high] (either end open or
+    absent), or one of ``choices``; ``why`` says what a value outside the range would do."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+    why: str = ""
+
+    def describe(self) -> str:
+        """The range as text: ``(0, inf)``, ``[1, inf)`` or ``one of 'sum', 'peak'``."""
+        if self.choices:
+            return "one of " + ", ".join(map(repr, self.choices))
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        left = "(" if self.low is None or self.low_open else "["
+        right = ")" if self.high is None or self.high_open else "]"
+        return f"{left}{low}, {high}{right}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid (None when it is)."""
+        if self.choices:
+            return None if value in self.choices else "is not a valid choice"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a finite number in {self.describe()}"
+        below = self.low is not None and (value < self.low or (self.low_open and value == self.low))
+        above = self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        return f"is out of range {self.describe()}" if below or above else None
+
+
+def lalr_param(default: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+               high_open: bool = False, choices: tuple = (), why: str = "") -> Any:
+    """A rule parameter with its valid range (a dataclass field; see :class:`CheckedRule`)."""
+    return field(default=default, metadata={"range": ParamRange(low, high, low_open, high_open, tuple(choices), why)})
+
+
+def _field_problem(f: Any, value: Any) -> tuple[str, ParamRange] | None:
+    """(why ``value`` is invalid, the field's range) for one dataclass field of a rule, None when valid.
+    A field without a declared range whose default is a number must still be a finite number."""
+    spec = f.metadata.get("range")
+    if spec is None:
+        numeric = isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+        if not numeric or ParamRange().problem(value) is None:
+            return None
+        spec = ParamRange()
+    why = spec.problem(value)
+    return None if why is None else (why, spec)
+
+
+def _rule_name(rule: Any) -> str:
+    """The name ``rule``'s class is registered under (its class name when unregistered)."""
+    return next((n for n, c in _RULES.items() if c is type(rule)), type(rule).__name__)
+
+
+def check_rule_params(rule: Any, name: str | None = None) -> None:
+    """Raise ``ConfigError`` naming ``lalr.params.<key>``, its value and its valid range for every
+    parameter of the dataclass ``rule`` outside the range declared with :func:`lalr_param` (or, for a
+    parameter with a numeric default and no declared range, not a finite number)."""
+    label = name or _rule_name(rule)
+    problems = []
+    for f in fields(rule):
+        value = getattr(rule, f.name)
+        found = _field_problem(f, value)
+        if found is not None:
+            why, spec = found
+            note = f" ({spec.why})" if spec.why else ""
+            fix = spec.describe() if spec.choices else f"a value in {spec.describe()}"
+            problems.append(f"lalr.params.{f.name}={value!r} {why} for lalr.rule={label}{note}; "
+                            f"set lalr.params.{f.name} to {fix}")
+    if problems:
+        raise ConfigError("\n".join(problems) if len(problems) == 1 else
+                          f"{len(problems)} invalid LALR parameters:\n  " + "\n  ".join(problems))
+
+
+class CheckedRule:
+    """Mixin of a rule dataclass whose :func:`lalr_param` ranges are checked when it is built."""
+
+    def __post_init__(self) -> None:
+        check_rule_params(self)
+
+
+_POSITIVE_STEP = "a step multiplier <= 0 stops inference or makes it climb the energy"
+
+
+@dataclass(frozen=True)
+class Constant(CheckedRule):
     """rho_l = value (the same for every node); pi_l = 1. ``value=1`` is plain PC."""
 
-    value: float = 1.0
+    value: float = lalr_param(1.0, 0.0, low_open=True, why=_POSITIVE_STEP)
 
     def scales(self, t, error_norm, T):
         ones = jnp.ones_like(error_norm)
@@ -61,10 +153,10 @@ class Replay:
 
 
 @dataclass(frozen=True)
-class Geometric:
+class Geometric(CheckedRule):
     """rho_l = r^(L - l): nodes further from the output take larger (r > 1) or smaller steps."""
 
-    r: float = 1.5
+    r: float = lalr_param(1.5, 0.0, low_open=True, why="r^(L-l) must be a positive step multiplier")
 
     def scales(self, t, error_norm, T):
         L = error_norm.shape[0]
@@ -73,15 +165,15 @@ class Geometric:
 
 
 @dataclass(frozen=True)
-class ErrorNormalised:
+class ErrorNormalised(CheckedRule):
     """rho_l = clip(mean_k ||e_k|| / (||e_l|| + eps), 1/max_scale, max_scale), gradient stopped.
 
     Recomputed at every inference step from the current errors: layers whose error is small
     relative to the network's mean take larger steps, equalising the speed of relaxation.
     """
 
-    eps: float = 1e-3
-    max_scale: float = 10.0
+    eps: float = lalr_param(1e-3, 0.0, low_open=True, why="it keeps the ratio finite when a node's error is 0")
+    max_scale: float = lalr_param(10.0, 1.0, why="rho is clipped to [1/max_scale, max_scale]")
 
     def scales(self, t, error_norm, T):
         e = jax.lax.stop_gradient(error_norm)
@@ -91,7 +183,7 @@ class ErrorNormalised:
 
 
 @dataclass(frozen=True)
-class PrecisionSchedule:
+class PrecisionSchedule(CheckedRule):
     """Precision schedule following the error wave (node n counted from the output, n = L - l).
 
     pi_n(t) = 0 for t < n, and exp(-k (t - n)) / sum_{s=n}^{T-1} exp(-k (s - n)) * norm for t >= n,
@@ -100,8 +192,8 @@ class PrecisionSchedule:
     ``norm="peak"`` rescales them so that each node's first active step has weight 1.
     """
 
-    k: float = 1.0
-    norm: str = "peak"
+    k: float = lalr_param(1.0, 0.0, why="k < 0 makes a node's weight grow over the inference steps")
+    norm: str = lalr_param("peak", choices=("sum", "peak"))
 
     def scales(self, t, error_norm, T):
         L = error_norm.shape[0]
@@ -118,7 +210,7 @@ class PrecisionSchedule:
 
 
 @dataclass(frozen=True)
-class LogNormalised:
+class LogNormalised(CheckedRule):
     """Error-normalised without a cap, compensating an exponential decay of the error with depth.
 
     rho_l = (mean_k ||e_k|| / max(||e_l||, floor * max_k ||e_k||)) ** power, gradient stopped.
@@ -129,8 +221,8 @@ class LogNormalised:
     log-ratio). A node with exactly zero error has a zero gradient, so its large rho has no effect.
     """
 
-    floor: float = 1e-8
-    power: float = 1.0
+    floor: float = lalr_param(1e-8, 0.0, 1.0, why="the floor is relative to the largest error")
+    power: float = lalr_param(1.0, 0.0, why="power < 0 gives the nodes with the largest errors the largest steps")
 
     def scales(self, t, error_norm, T):
         e = jax.lax.stop_gradient(error_norm)
@@ -148,10 +240,10 @@ _RULES: dict[str, type] = {
 }
 
 
-def register_lalr(name: str, cls: type) -> type:
-    """Register a new LALR rule class under ``name`` (selectable with ``lalr.rule=name``)."""
-    _RULES[name] = cls
-    return cls
+def register_lalr(name: str, cls: type, *, overwrite: bool = False) -> type:
+    """Register a new LALR rule class under ``name`` (selectable with ``lalr.rule=name``); a name
+    already taken by another class, a built-in's included, raises ``ConfigError`` unless ``overwrite``."""
+    return register_into(_RULES, "LALR rule", name, cls, overwrite=overwrite)
 
 
 def available_lalr() -> tuple[str, ...]:
@@ -160,12 +252,16 @@ def available_lalr() -> tuple[str, ...]:
 
 
 def make_lalr(rule: str = "constant", **params) -> LALRRule:
-    """Instantiate a rule by name with its parameters (clear error for unknown names/parameters)."""
+    """Instantiate a rule by name with its parameters (clear error for unknown names/parameters and for
+    values outside a parameter's range)."""
     try:
         cls = _RULES[rule]
     except KeyError:
         raise ConfigError(f"unknown lalr.rule {rule!r}; valid choices: {', '.join(available_lalr())}") from None
     try:
-        return cls(**params)
+        made = cls(**params)
     except TypeError as err:
         raise ConfigError(f"invalid parameters for lalr.rule={rule}: {err}") from None
+    if is_dataclass(made) and not isinstance(made, CheckedRule):  # a user rule: its declared ranges
+        check_rule_params(made, rule)
+    return made

@@ -196,3 +196,83 @@ def test_array_dataset_rejects_labels_outside_the_classes(split, labels, bad):
     assert f"{n_bad} of the {len(labels)} {split} labels" in msg and f"first bad value {bad}" in msg
     assert "[0, 10)" in msg
     assert isinstance(err.value, ValueError) and isinstance(err.value, pj.PCJaxError)
+
+
+# ------------------------------------------------------------------ LALR parameters in range
+LALR_CASES = [
+    ("error_normalised", {"max_scale": -1}, ["lalr.params.max_scale=-1", "[1, inf)", "lalr.rule=error_normalised"]),
+    ("geometric", {"r": -2.0}, ["lalr.params.r=-2.0", "(0, inf)", "set lalr.params.r to a value in (0, inf)"]),
+    ("geometric", {"r": 0}, ["lalr.params.r=0", "(0, inf)"]),
+    ("geometric", {"r": float("nan")}, ["lalr.params.r=nan", "finite number"]),
+    ("error_normalised", {"eps": -1}, ["lalr.params.eps=-1", "(0, inf)"]),
+    ("error_normalised", {"max_scale": "abc"}, ["lalr.params.max_scale='abc'", "finite number", "[1, inf)"]),
+    ("precision", {"norm": "max"}, ["lalr.params.norm='max'", "'sum', 'peak'"]),
+    ("log_normalised", {"power": -0.5}, ["lalr.params.power=-0.5", "[0, inf)"]),
+]
+
+
+@pytest.mark.parametrize("rule,params,fragments", LALR_CASES, ids=[f"{r}:{p}" for r, p, _ in LALR_CASES])
+def test_lalr_parameter_outside_its_range_is_refused_at_start_up(rule, params, fragments, tmp_path):
+    """Every rule parameter has a declared range, checked before the run starts (a negative max_scale
+    made inference climb the energy; a non-number was a raw TypeError at trace time)."""
+    c = tiny()
+    c.lalr.rule, c.lalr.params = rule, params
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(c, run_dir=tmp_path / "run")
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(pj.ConfigError, match=fragments[0].replace("[", r"\[").replace("(", r"\(")):
+        pj.make_lalr(rule, **params)  # the same check where a rule is built in Python
+
+
+def test_lalr_rules_with_valid_parameters_and_user_rules_declare_ranges():
+    from dataclasses import dataclass
+
+    from pcjax.lalr import CheckedRule, lalr_param
+
+    assert pj.make_lalr("error_normalised", eps=1e-3, max_scale=1).max_scale == 1
+    assert pj.make_lalr("geometric", r=0.5).r == 0.5
+
+    @dataclass(frozen=True)
+    class Mine(CheckedRule):
+        gain: float = lalr_param(1.0, 0.0, 2.0)
+        plain: float = 0.3  # no declared range: must still be a finite number
+
+    with pytest.raises(pj.ConfigError, match=r"lalr.params.gain=3.0 is out of range \[0, 2\] for lalr.rule=Mine"):
+        Mine(gain=3.0)
+    with pytest.raises(pj.ConfigError, match=r"lalr.params.plain='x' must be a finite number"):
+        Mine(plain="x")
+
+
+# ----------------------------------------------------------------- one policy for every registry
+def test_every_registry_refuses_a_taken_name_unless_overwrite(monkeypatch):
+    """register_model and register_lalr replaced built-ins silently (a plugin re-registering `mlp`
+    trained another net under the same name); now every registry refuses, naming the fix."""
+    from conftest import isolated_registries
+
+    from pcjax.lalr import Geometric
+
+    def tiny_mlp(input_shape, num_classes, *, key, **options):
+        return pj.models.mlp(input_shape, num_classes, key=key, width=4)
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        registrations = [
+            (lambda **kw: pj.register_model("mlp", tiny_mlp, **kw), "model 'mlp'", lambda: pj.models.MODELS["mlp"]),
+            (lambda **kw: pj.register_lalr("constant", Geometric, **kw), "LALR rule 'constant'",
+             lambda: pj.lalr._RULES["constant"]),
+            (lambda **kw: pj.register_energy("gaussian", lambda p, v: p, **kw), "energy term 'gaussian'",
+             lambda: pj.energies._REGISTRY["gaussian"]),
+            (lambda **kw: pj.register_algorithm("pc", lambda ctx: None, **kw), "algorithm 'pc'",
+             lambda: pj.algorithms.registry._REGISTRY["pc"]),
+        ]
+        for register, what, current in registrations:
+            before = current()
+            with pytest.raises(pj.ConfigError) as err:
+                register()
+            assert f"{what} is already registered" in str(err.value) and "overwrite=True" in str(err.value)
+            assert current() is before  # nothing replaced
+        pj.register_model("mlp", pj.models.MODELS["mlp"])  # the very same builder again: fine
+        pj.register_lalr("geometric", Geometric)
+        assert pj.register_model("mlp", tiny_mlp, overwrite=True) is tiny_mlp and pj.models.MODELS["mlp"] is tiny_mlp
+        assert pj.register_lalr("constant", Geometric, overwrite=True) is Geometric

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..network import Network
+from ..registry import register_into
 from .mlp import mlp
 from .resnet import resnet18
 from .small_cnn import small_cnn
@@ -19,10 +20,10 @@ MODELS: dict[str, Callable[..., Network]] = {
 }
 
 
-def register_model(name: str, builder: Callable[..., Network]) -> Callable[..., Network]:
-    """Register a model builder ``builder(input_shape, num_classes, *, key, **options) -> Network``."""
-    MODELS[name] = builder
-    return builder
+def register_model(name: str, builder: Callable[..., Network], *, overwrite: bool = False) -> Callable[..., Network]:
+    """Register a model builder ``builder(input_shape, num_classes, *, key, **options) -> Network``; a
+    name already taken by another builder, a built-in's included, raises ``ConfigError`` unless ``overwrite``."""
+    return register_into(MODELS, "model", name, builder, overwrite=overwrite)
 
 
 def build_model(name: str, input_shape, num_classes: int, *, key, **options) -> Network:
