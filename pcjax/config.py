@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
@@ -368,10 +369,28 @@ def _lalr_rule(ck: _Checker) -> None:
         ck.problems.append(str(err))
 
 
-def validate_config(c: dict) -> None:
+def _model_options(ck: _Checker, overrides: Iterable[str] | None) -> None:
+    """A model option the builder does not take, set explicitly (``overrides``) or to a value other
+    than the schema default, is refused (``pcjax.models.model_options``)."""
+    from dataclasses import asdict
+
+    from .models import MODELS, explicit_model_keys, model_options
+
+    model = ck.get("model")
+    if not isinstance(model, dict) or model.get("name") not in MODELS:
+        return
+    try:
+        model_options(model["name"], {k: v for k, v in model.items() if k != "name"}, asdict(ModelCfg()),
+                      explicit_model_keys(overrides))
+    except ConfigError as err:
+        ck.problems.append(str(err))
+
+
+def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     """Check the ranges and choices of a plain config dict before a run starts; raise one
     ``ConfigError`` naming every invalid field. Plugins must be loaded first (their models,
-    energies and trackers count as valid choices)."""
+    energies and trackers count as valid choices). ``overrides`` (the command line's) name the
+    keys set explicitly: a model option the builder does not take is refused when set there."""
     from .blocks import ACTIVATIONS
     from .data import DATASETS
     from .models import MODELS
@@ -401,6 +420,7 @@ def validate_config(c: dict) -> None:
     ck.choice("model.act", sorted(ACTIVATIONS))
     ck.choice("model.backward", ("auto", *BACKWARD))
     builder = MODELS.get(ck.get("model.name"))
+    _model_options(ck, overrides)
     if builder is not None and getattr(builder, "__module__", "").startswith("pcjax.models"):
         import inspect
 

@@ -6,7 +6,6 @@ what ``experiments/train.py`` calls; tests call it directly without Hydra.
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -15,13 +14,13 @@ from typing import Any
 import jax
 
 from .algorithms import BuildContext, available_algorithms, build_algorithm, get_algorithm
-from .config import Config, check_choice, check_range
+from .config import Config, ModelCfg, check_choice, check_range
 from .data import load_dataset
 from .data.pipeline import AugmentSpec
 from .errors import ConfigError
 from .inference import Inference, LatentOptim
 from .lalr import make_lalr
-from .models import MODELS, build_model
+from .models import MODELS, build_model, model_options
 from .network import EnergySpec
 from .optim import WeightOptim
 from .plugins import load_plugins
@@ -87,14 +86,14 @@ def energy_spec(c: dict) -> EnergySpec:
 
 def build_model_from_config(c: dict, input_shape, num_classes: int, spec: EnergySpec):
     """The model of a plain config dict (``model.backward=auto``: learned top-down predictors when
-    the energy has top-down terms)."""
+    the energy has top-down terms). An option the model's builder does not take is refused
+    (``ConfigError``) when it differs from the schema default."""
     check_choice("model.name", c["model"]["name"], MODELS)
     m = dict(c["model"])
     name = m.pop("name")
-    if m.get("backward") == "auto":
-        m["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] != "bp") else "none"
-    accepted = inspect.signature(MODELS[name]).parameters
-    options = {k: v for k, v in m.items() if k in accepted}
+    options = model_options(name, m, asdict(ModelCfg()))  # refuses an option the builder would ignore
+    if options.get("backward") == "auto":
+        options["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] != "bp") else "none"
     return build_model(name, input_shape, num_classes, key=jax.random.PRNGKey(c["seed"]), **options)
 
 
@@ -260,7 +259,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
     check_schema(c)
-    validate_config(c)
+    validate_config(c, overrides)
     d, t = c["dataset"], c["trainer"]
     initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
                process_id=t.get("process_id"))

@@ -31,7 +31,7 @@ def _setup(algorithm: str, model: str, epochs: int):
     c.optim.lr = 1e-3
     c = to_dict(c)
     if model == "cnn":
-        c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
+        c["model"] = {**to_dict(Config())["model"], "name": "mnist_cnn", "width_multiplier": 0.125}  # no MLP width/depth
         c["algorithm"]["latent"]["lr"] = 0.05
     data = load_dataset("digits", limit_train=256)
     n_train = int(256 * 0.9)

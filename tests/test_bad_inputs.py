@@ -276,3 +276,48 @@ def test_every_registry_refuses_a_taken_name_unless_overwrite(monkeypatch):
         pj.register_lalr("geometric", Geometric)
         assert pj.register_model("mlp", tiny_mlp, overwrite=True) is tiny_mlp and pj.models.MODELS["mlp"] is tiny_mlp
         assert pj.register_lalr("constant", Geometric, overwrite=True) is Geometric
+
+
+# ------------------------------------------------------- model options the builder does not take
+def test_model_option_the_builder_does_not_take_is_refused(tmp_path):
+    """`model=mnist_cnn model.width=3 model.depth=7` trained the default convnet while the record said
+    width 3, depth 7: an option the builder would drop is refused, naming the options it takes."""
+    c = tiny()
+    c.model.name, c.model.width, c.model.depth = "mnist_cnn", 3, 7
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(c, run_dir=tmp_path / "run")
+    msg = str(err.value)
+    for fragment in ("model.width=3 and model.depth=7", "not options of model 'mnist_cnn'",
+                     "takes: act, width_multiplier, skip, backward, backward_from", "Remove them"):
+        assert fragment in msg, msg
+    assert not (tmp_path / "run").exists()
+    ok = to_dict(Config())
+    ok["model"]["name"] = "mnist_cnn"  # conf/model/*.yaml defaults the builder does not take stay accepted
+    validate_config(ok)
+
+
+def test_custom_builder_without_an_option_refuses_it_when_set(monkeypatch):
+    """A custom builder without `act` ran its own activation with `model.act=relu` recorded."""
+    from conftest import isolated_registries
+
+    def no_act(input_shape, num_classes, *, width=8, key):
+        return pj.models.mlp(input_shape, num_classes, width=width, depth=1, key=key)
+
+    def any_option(input_shape, num_classes, *, key, **options):
+        return pj.models.mlp(input_shape, num_classes, key=key, **options)
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        pj.register_model("no_act", no_act)
+        pj.register_model("any_option", any_option)
+        c = to_dict(Config())
+        c["model"].update(name="no_act", act="relu", width=8)
+        with pytest.raises(pj.ConfigError, match=r"model.act='relu': not an option of model 'no_act'.*takes: width"):
+            validate_config(c)
+        c["model"]["act"] = "gelu"  # the schema default: accepted, unless the command line set it
+        validate_config(c)
+        with pytest.raises(pj.ConfigError, match=r"model.act='gelu': not an option of model 'no_act'"):
+            validate_config(c, ["model=mlp", "model.act=gelu"])
+        from pcjax.models import model_options
+
+        model = {k: v for k, v in c["model"].items() if k != "name"}
+        assert model_options("any_option", {**model, "act": "relu"}, to_dict(Config())["model"]) == {"act": "relu", "width": 8}

@@ -195,7 +195,7 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
 
 def _cnn_fit(tmp_path, loop, *, latent_lr=0.05, epochs=1):
     c = to_dict(_digits_cfg("pc", epochs))
-    c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
+    c["model"] = {**to_dict(Config())["model"], "name": "mnist_cnn", "width_multiplier": 0.125}  # no MLP width/depth
     c["algorithm"]["latent"]["lr"], c["algorithm"]["T"] = latent_lr, 4
     data = load_dataset("digits", limit_train=640)
     model, algo = build(c, 576 // 32, data.image_shape, data.num_classes)
@@ -256,7 +256,7 @@ def test_auto_speed_options_for_convnets_on_cpu():
     with pytest.raises(pj.ConfigError, match="algorithm.unroll"):
         resolve_runtime(cnn, unroll=0)
     c = to_dict(_digits_cfg("pc"))
-    c["model"] = {**c["model"], "name": "mnist_cnn", "width_multiplier": 0.125}
+    c["model"] = {**to_dict(Config())["model"], "name": "mnist_cnn", "width_multiplier": 0.125}  # no MLP width/depth
     _, algo = build(c, 2, data.image_shape, data.num_classes)
     assert algo.runtime.unroll is (True if jax.default_backend() == "cpu" else 1)
 
