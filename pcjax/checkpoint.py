@@ -39,7 +39,8 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
 _DIGEST = 32
 PARTIAL_NAME = "partial.pcjax"
-FRESH_RUN_HINT = "start a fresh run (trainer.resume=false) or point trainer.run_dir elsewhere"
+FRESH_RUN_HINT = ("start a fresh run (trainer.resume=false), or give the run another directory "
+                  "(hydra.run.dir=DIR on the command line)")
 
 
 class CheckpointError(PCJaxError):
@@ -448,4 +449,4 @@ class CheckpointManager:
             return (f"An older intact checkpoint exists: {candidate}. To resume from it, move "
                     f"{bad.name} aside (e.g. rename it to {bad.name}.corrupt) and write "
                     f"'{candidate.name}' into {self.pointer}")
-        return "No older intact checkpoint exists in this run directory"
+        return f"No older intact checkpoint exists in this run directory: {FRESH_RUN_HINT}"

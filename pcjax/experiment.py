@@ -215,6 +215,15 @@ def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
         warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
 
 
+def _refused_resume(err: BaseException, resume_dir: Path | None) -> bool:
+    """Whether ``err`` refuses a resume: its checkpoint is missing, corrupt or does not fit (a
+    ``CheckpointError``, raised while ``fit`` restores it, before it writes anything). A refusal
+    leaves the run's record as it was, as a refusal for a changed configuration does."""
+    from .checkpoint import CheckpointError
+
+    return resume_dir is not None and isinstance(err, CheckpointError)
+
+
 class _NoLock:
     """The run-directory lock of a process that does not write (process > 0 of a multi-process run)."""
 
@@ -334,7 +343,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done, **extra})
         raise RunInterrupted(str(run_dir), done, within) from err
     except Exception as err:
-        if started:
+        if started and not _refused_resume(err, resume_dir):
             _mark(run_dir, "failed", meta, error=describe_error(err))
         raise
     finally:

@@ -291,3 +291,23 @@ def test_cli_ctrl_c_exits_cleanly_and_prints_the_resume_command(tmp_path):
     assert "checkpoint of epoch 1 is kept" in proc.stderr
     assert f"trainer.resume={record_path.parent}" in proc.stderr
     assert "python experiments/train.py trainer.epochs=1" in proc.stderr and "algorithm=pc" in proc.stderr
+
+
+# ------------------------------------------------- refusals leave the run's files as they were
+def test_resume_refused_for_a_corrupt_checkpoint_leaves_the_record_alone(tmp_path):
+    """A resume refused because the checkpoint is corrupt marked a complete run `failed` (the table
+    then flagged it); a refusal leaves the record as it was, as a refusal for a changed config does."""
+    from pcjax.checkpoint import CheckpointError
+
+    run_experiment(tiny(), run_dir=tmp_path)
+    before = (tmp_path / "record.json").read_bytes()
+    latest = tmp_path / (tmp_path / "latest").read_text().strip()
+    latest.write_bytes(latest.read_bytes()[:-10])
+    again = tiny()
+    again.trainer.resume = str(tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        run_experiment(again, run_dir=tmp_path / "new")
+    assert latest.name in str(err.value) and "corrupt" in str(err.value)  # the cause
+    assert "trainer.resume=false" in str(err.value)  # and the fix (no older checkpoint to fall back on)
+    assert (tmp_path / "record.json").read_bytes() == before and _record(tmp_path)["status"] == "complete"
+    assert not (tmp_path / LOCK).exists()
