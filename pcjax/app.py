@@ -26,6 +26,7 @@ from .errors import PCJaxError, RunInterrupted
 from .plugins import load_plugins, plugins_from_overrides
 
 CONFIG_PATH = "pkg://pcjax.conf"
+HYDRA_SUBDIR = ".hydra"  # where save_hydra_files writes (Hydra's own default output_subdir)
 PROG = ["python experiments/train.py"]
 
 
@@ -64,6 +65,23 @@ def _record_job_failure(job_dir: str, cfg: DictConfig, err: BaseException, overr
     mark_record(job_dir, "failed", job_meta(cfg), error=describe_error(err), overrides=overrides)
 
 
+def save_hydra_files(cfg: DictConfig, job_dir: str, subdir: str = HYDRA_SUBDIR) -> None:
+    """Write Hydra's record of the job (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``) into
+    ``job_dir/subdir``, as Hydra does before a job when ``hydra.output_subdir`` is set. conf/config.yaml
+    sets it to null, so that these files are written only once the run holds its directory's lock:
+    a run refused by the lock of another run in the same directory leaves that run's files alone."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    out = Path(job_dir) / subdir
+    out.mkdir(parents=True, exist_ok=True)
+    hydra_cfg = HydraConfig.instance().cfg
+    files = {"config.yaml": cfg, "hydra.yaml": hydra_cfg, "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    for name, node in files.items():
+        (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
 def _job(cfg: DictConfig) -> float | None:
     """One Hydra job: run the experiment; in a sweep, record a failure and go on."""
     import logging
@@ -75,9 +93,10 @@ def _job(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     job_dir = hc.runtime.output_dir
+    save = None if hc.output_subdir is not None else (lambda: save_hydra_files(cfg, job_dir))
     try:
         record = run_experiment(cfg, run_dir=job_dir, overrides=overrides,
-                                sweep_dir=hc.sweep.dir if multirun else None)
+                                sweep_dir=hc.sweep.dir if multirun else None, on_started=save)
     except KeyboardInterrupt as err:  # Ctrl-C stops the run (and a sweep) without a traceback
         _interrupted(err, overrides)
     except Exception as err:  # noqa: BLE001 - in a sweep every failure is recorded and the sweep goes on

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -245,7 +246,7 @@ def tracker_options(c: dict, name: str, *, overrides: list[str] | None = None,
 
 
 def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: list[str] | None = None,
-                   sweep_dir: str | Path | None = None) -> dict:
+                   sweep_dir: str | Path | None = None, on_started: Callable[[], None] | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
 
     The configuration is checked first (unknown keys, ranges and choices: ``ConfigError``); the run
@@ -254,8 +255,11 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     that the configuration's maths match the run's (``ConfigError`` listing the changed keys).
     A failure after the run has started marks its record ``failed`` (``diverged`` on divergence) with
     an ``error`` field; Ctrl-C marks it ``interrupted`` and raises :class:`~pcjax.errors.RunInterrupted`
-    (a ``KeyboardInterrupt``) carrying the run directory. ``overrides`` and ``sweep_dir`` (from the
-    Hydra job) name and group the wandb run."""
+    (a ``KeyboardInterrupt``) carrying the run directory. ``overrides`` (the command line's: a model
+    option set there must be one the builder takes) and ``sweep_dir`` (from the Hydra job) name and
+    group the wandb run. ``on_started`` (the command line writes Hydra's ``.hydra/`` files with it) is
+    called once the run holds its directory: locked, a resume's checks passed, an earlier run's files
+    archived; a run refused before that point writes nothing."""
     import warnings
 
     from .config import check_schema, validate_config
@@ -304,6 +308,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     try:
         if resume_dir is None and writer:
             archive_previous_run(run_dir)
+        if on_started is not None and writer:
+            on_started()
         meta["checkpoint_meta"] = {"config": saved or c,
                                    "config_fingerprint": config_fingerprint(saved or c),
                                    "schedule_epochs": schedule_epochs, "target_epochs": t["epochs"]}

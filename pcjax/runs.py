@@ -73,8 +73,9 @@ def read_record(run_dir: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-#: Files of a run that a fresh run in the same directory would overwrite or append to.
-RUN_FILES = (RECORD, "metrics.jsonl", "latest", "partial.pcjax")
+#: Files of a run that a fresh run in the same directory would overwrite or append to (``.hydra``:
+#: the command line's copy of the run's configuration and overrides).
+RUN_FILES = (RECORD, "metrics.jsonl", "latest", "partial.pcjax", ".hydra")
 
 
 def archive_previous_run(run_dir: str | Path) -> Path | None:

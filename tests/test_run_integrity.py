@@ -311,3 +311,35 @@ def test_resume_refused_for_a_corrupt_checkpoint_leaves_the_record_alone(tmp_pat
     assert "trainer.resume=false" in str(err.value)  # and the fix (no older checkpoint to fall back on)
     assert (tmp_path / "record.json").read_bytes() == before and _record(tmp_path)["status"] == "complete"
     assert not (tmp_path / LOCK).exists()
+
+
+def test_cli_run_refused_by_the_lock_leaves_the_winners_hydra_files_alone(tmp_path):
+    """A run refused by the directory lock had already rewritten the winner's .hydra/ files (Hydra
+    writes them before the job starts); the command line now writes them once it holds the lock."""
+    run = tmp_path / "run"
+    winner = run / ".hydra"
+    winner.mkdir(parents=True)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (winner / name).write_text(f"# the winner's {name}\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pcjax.runs import RunLock; RunLock(sys.argv[1]).acquire(); "
+         "print('locked', flush=True); time.sleep(120)", str(run)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = _cli([*FAST, f"hydra.run.dir={run}"], tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "is in use by another run" in proc.stderr and f"pid {holder.pid}" in proc.stderr
+    assert "Wait for that run to end, or give this run its own directory" in proc.stderr
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        assert (winner / name).read_text() == f"# the winner's {name}\n", name
+    # with the directory free, the run writes its own .hydra files (the earlier ones are archived)
+    proc = _cli([*FAST, f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "algorithm.T=2" in (winner / "overrides.yaml").read_text()
+    assert "T: 2" in (winner / "config.yaml").read_text() and "run:" in (winner / "hydra.yaml").read_text()
+    (archive,) = run.glob("previous-*")
+    assert (archive / ".hydra" / "config.yaml").read_text() == "# the winner's config.yaml\n"
