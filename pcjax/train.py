@@ -641,7 +641,8 @@ def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: Train
 
 
 def _summarise(record: dict) -> None:
-    """summary: strict protocol (test acc at the best-validation epoch), best test, seconds/epoch."""
+    """summary: strict protocol (test acc at the best-validation epoch), best test, seconds/epoch
+    (:func:`_seconds_per_epoch`)."""
     epochs = record["epochs"]
     if not epochs:
         return
@@ -649,12 +650,21 @@ def _summarise(record: dict) -> None:
         best = max(range(len(epochs)), key=lambda i: (epochs[i]["val_acc"], -i))
     else:
         best = len(epochs) - 1
-    secs = [e["seconds"] for e in epochs]
     record["summary"].update(
         test_acc=epochs[best]["test_acc"], val_acc=epochs[best]["val_acc"], best_epoch=best + 1,
         best_test_acc=max(e["test_acc"] for e in epochs), last_test_acc=epochs[-1]["test_acc"],
-        seconds_per_epoch=float(np.mean(secs[1:] if len(secs) > 1 else secs)),
+        seconds_per_epoch=_seconds_per_epoch(record),
     )
+
+
+def _seconds_per_epoch(record: dict) -> float:
+    """Mean seconds of the epochs that are not the first a process ran: the first epoch of a fresh
+    run, and the first after every resume (a new process's first epoch also waits for its data
+    placement and first dispatches), are left out; with no other epoch, the run's first epoch."""
+    secs = [e["seconds"] for e in record["epochs"]]
+    firsts = {0} | {int(r["epoch"]) for r in record.get("resumes") or [] if "epoch" in r}
+    steady = [s for i, s in enumerate(secs) if i not in firsts]
+    return float(np.mean(steady) if steady else secs[0])
 
 
 class _TrainModule(types.ModuleType):

@@ -343,3 +343,32 @@ def test_cli_run_refused_by_the_lock_leaves_the_winners_hydra_files_alone(tmp_pa
     assert "T: 2" in (winner / "config.yaml").read_text() and "run:" in (winner / "hydra.yaml").read_text()
     (archive,) = run.glob("previous-*")
     assert (archive / ".hydra" / "config.yaml").read_text() == "# the winner's config.yaml\n"
+
+
+# ------------------------------------------------------------------ timing across a resume
+def test_seconds_per_epoch_leaves_out_the_first_epoch_after_a_resume(tmp_path, monkeypatch):
+    """seconds_per_epoch left out a fresh run's first epoch but counted the first epoch after a resume
+    (a new process: data placement, first dispatches), inflating it (0.038 s became 0.834 s)."""
+    from pcjax import tracking
+    from pcjax.train import _summarise
+
+    def record(secs, resumes):
+        r = {"epochs": [{"seconds": s, "val_acc": 0.5, "test_acc": 0.5} for s in secs], "summary": {},
+             "resumes": [{"epoch": e} for e in resumes]}
+        _summarise(r)
+        return r["summary"]["seconds_per_epoch"]
+
+    assert record([2.0, 0.1, 0.1], []) == pytest.approx(0.1)
+    assert record([2.0, 0.1, 3.0, 0.1], [2]) == pytest.approx(0.1)  # epoch 3 began a resumed process
+    assert record([2.0, 3.0], [1]) == pytest.approx(2.0)  # only first epochs: the fresh run's, as a 1-epoch run
+    assert record([4.0], []) == pytest.approx(4.0)
+
+    monkeypatch.setitem(tracking.BACKENDS, "interrupt", _Interrupt)
+    c = tiny(epochs=3)
+    c.tracking.backends = ["interrupt"]
+    with pytest.raises(RunInterrupted):
+        run_experiment(c, run_dir=tmp_path)
+    c.tracking.backends, c.trainer.resume = ["jsonl"], True
+    resumed = run_experiment(c, run_dir=tmp_path)
+    assert [r["epoch"] for r in resumed["resumes"]] == [1] and len(resumed["epochs"]) == 3
+    assert resumed["summary"]["seconds_per_epoch"] == pytest.approx(resumed["epochs"][2]["seconds"])
