@@ -163,6 +163,19 @@ for depth in (8, 16, 32, 64, 128):
         row(f"{ds}_resmlp{depth}_bpc_skip_lalr", ds, "resmlp", "bpc-se", T=depth, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(BIDIR, lalr_params=DEEP_LALR, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note=note.lstrip("; ") or None)
         row(f"{ds}_resmlp{depth}_bp_se", ds, "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="BP lr from a grid (0.1, 0.03, 0.01) on 32 layers" + note)
 
+# PC-ALM (Seely & Gould 2026): states and duals, budget T = 2 x depth, state SGD rate 0.25 (the paper's
+# default), rho = dual_lr = 1; Adam without decay. The weight rate comes from a grid on the 32-layer
+# MNIST row's validation split (results/deep_pc.md).
+ALM = {"algorithm": {"params": {"rho": 1.0, "dual_lr": 1.0}}}
+for depth in (8, 16, 32, 64, 128):
+    for ds in ("mnist", "fashion_mnist"):
+        row(f"{ds}_resmlp{depth}_pcalm_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=0.25, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note="PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate 0.25")
+# The published PC-ALM port's setting (Fashion-MNIST, width 32, depth 32, ReLU, one epoch, T = 2L):
+# BP 78.66 / PC 68.13 / PC-ALM 77.75 (secondary summary); weight rates from a grid on the validation split.
+for kind, algo_extra, lr in (("bp-se", {}, 0.01), ("pc-se", {}, 0.01), ("pcalm-se", ALM, 0.01)):
+    tag = kind[:-3]
+    row(f"fashion_mnist_resmlp32w32_{tag}_se", "fashion_mnist", "resmlp", kind, T=None if kind == "bp-se" else 64, act="relu", w_lr=lr, w_wd=0.0, x_lr=None if kind == "bp-se" else 0.25, x_mom=None if kind == "bp-se" else 0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(algo_extra, model=dict(RES, depth=32, width=32)), note="the PC-ALM port's Fashion-MNIST 32 x 32 setting (T = 2L = 64); weight rate from a grid on the validation split")
+
 # Ingredient ablation at 64 layers (MNIST, first 10,000 training images, one epoch): bidirectional energy
 # on/off x residual skips on/off x each LALR rule; the other settings are those of the depth rows.
 ABL = {"dataset": {"limit_train": 10000}}
@@ -193,7 +206,8 @@ def render(name: str, r: dict) -> str:
     bp = kind.startswith("bp-")
     ce = kind.endswith("-ce")
     algo = "bp" if bp else ("ipc" if kind == "ipc" else ("bpc" if kind.startswith("bpc") else
-                                                       ("epc" if kind.startswith("epc") else "pc")))
+                                                       ("epc" if kind.startswith("epc") else
+                                                        ("pcalm" if kind.startswith("pcalm") else "pc"))))
     extra = r["extra"]
     lalr = extra.get("lalr", "constant")
     energy = "bidirectional" if algo == "bpc" else ("ce" if ce else "gaussian")

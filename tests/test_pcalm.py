@@ -175,3 +175,12 @@ def test_pcalm_is_selectable_from_the_config_and_trains():
 def test_parts_an_algorithm_does_not_have_are_refused_not_ignored(algorithm, override):
     with pytest.raises(pj.ConfigError, match=f"does not apply to algorithm '{algorithm}'"):
         _build([f"algorithm={algorithm}", override])
+
+
+def test_beta_is_held_in_the_default_float_dtype():
+    net, _, _ = _net_and_batch(dtype=jnp.float32)
+    algo = pj.PC(pj.PCConfig(beta=0.1), pj.WeightOptim(), 1)
+    assert algo.init(net).beta.dtype == jnp.float32
+    with jax.enable_x64(True):
+        beta = algo.init(_f64(net)).beta
+        assert beta.dtype == jnp.float64 and float(beta) == 0.1

@@ -25,7 +25,11 @@ from ..runtime import Runtime
 
 
 class TrainState(eqx.Module):
-    """Everything a training step changes: model, weight-optimiser state, step counter, beta."""
+    """Everything a training step changes: model, weight-optimiser state, step counter, beta.
+
+    ``beta`` is held in JAX's default float dtype (float64 under ``jax_enable_x64``), so that a beta
+    of 0.1 is 0.1 in a float64 computation, not 0.10000000149.
+    """
 
     model: Network
     opt_state: optax.OptState
@@ -83,7 +87,7 @@ class Algorithm(abc.ABC):
     def init(self, model: Network, beta: float = 1.0) -> TrainState:
         """Fresh training state for ``model``."""
         return TrainState(model, self.optimizer().init(trainable(model)), jnp.zeros((), jnp.int32),
-                          jnp.asarray(beta, jnp.float32))
+                          jnp.asarray(beta, dtype=float))
 
     def apply_updates(self, state: TrainState, grads, scale: Callable | None = None) -> TrainState:
         """One weight-optimiser step along ``grads`` (``scale`` maps the updates before they apply)."""
