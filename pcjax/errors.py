@@ -6,7 +6,8 @@ class PCJaxError(RuntimeError):
 
 
 class ShapeError(PCJaxError, ValueError):
-    """Arrays whose shapes do not fit the network (names the block and both shapes)."""
+    """Arrays whose shapes do not fit the network (names the block and both shapes), or an energy term
+    whose values are not floating-point (names the node, the term and the dtype)."""
 
 
 class DivergenceError(PCJaxError, FloatingPointError):

@@ -129,8 +129,9 @@ def layer_energies(model, x: Array, latents: Latents, spec: EnergySpec, *,
     hidden, output = spec.term("hidden"), spec.term("output")
     forward = []
     for l, (mu, z) in enumerate(zip(mus, latents), start=1):
-        phi = output if l == model.num_nodes else hidden
-        forward.append(_checked(phi(mu, z), z, l))
+        which = "output" if l == model.num_nodes else "hidden"
+        phi = output if which == "output" else hidden
+        forward.append(_checked(phi(mu, z), z, l, _term_name(spec, which)))
     norms = jnp.stack([error_norm(mu, z) for mu, z in zip(mus, latents)])
     backward: tuple[Array, ...] = ()
     if spec.bidirectional:
@@ -139,14 +140,29 @@ def layer_energies(model, x: Array, latents: Latents, spec: EnergySpec, *,
                               "model.backward=learned (or tied)")
         phi_b = spec.term("backward")
         nus = model.top_down(pvalues)
-        backward = tuple(phi_b(nu, values[l]) for l, nu in zip(model.backward_nodes, nus))
+        backward = tuple(_checked(phi_b(nu, values[l]), values[l], l, _term_name(spec, "backward"))
+                         for l, nu in zip(model.backward_nodes, nus))
     return LayerEnergies(tuple(forward), backward, norms)
 
 
-def _checked(f: Array, z: Array, l: int) -> Array:
+def _term_name(spec: EnergySpec, which: str) -> str:
+    """``energy.<which>=<name>`` of a term of ``spec`` (a callable by its function name)."""
+    term = getattr(spec, which)
+    return f"energy.{which}={term if isinstance(term, str) else getattr(term, '__name__', repr(term))!r}"
+
+
+def _checked(f: Array, z: Array, l: int, term: str = "") -> Array:
+    """``f``, the per-sample values of an energy term of node ``l`` (``term`` names it); ``ShapeError``
+    unless it holds one floating-point energy per sample, shape (B,)."""
+    named = f" ({term})" if term else ""
     if f.shape != (z.shape[0],):
-        raise ShapeError(f"the energy term of node {l} returned shape {f.shape}; an energy term must return one "
-                         f"energy per sample, shape ({z.shape[0]},) (sum over every axis but the batch axis)")
+        raise ShapeError(f"the energy term of node {l}{named} returned shape {f.shape}; an energy term must return "
+                         f"one energy per sample, shape ({z.shape[0]},) (sum over every axis but the batch axis)")
+    if not jnp.issubdtype(f.dtype, jnp.floating):
+        raise ShapeError(f"the energy term of node {l}{named} returned {f.dtype} values; an energy term must return "
+                         "floating-point energies (an integer or boolean energy has no gradient, so neither "
+                         "inference nor learning would move): compute it in floats (e.g. .astype(jnp.float32) "
+                         "before the sum)")
     return f
 
 
@@ -192,7 +208,8 @@ def partial_energy(model, x: Array, latents: Latents, spec: EnergySpec, nodes, *
             norms.append(jnp.zeros((), z.dtype))
             continue
         mu = model.predict(l, pvalues).astype(z.dtype)
-        f = (output if l == L else hidden)(mu, z)
+        which = "output" if l == L else "hidden"
+        f = _checked((output if l == L else hidden)(mu, z), z, l, _term_name(spec, which))
         forward.append(f)
         norms.append(error_norm(mu, z))
         total = total + alpha[l - 1] * f

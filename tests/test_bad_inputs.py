@@ -321,3 +321,28 @@ def test_custom_builder_without_an_option_refuses_it_when_set(monkeypatch):
 
         model = {k: v for k, v in c["model"].items() if k != "name"}
         assert model_options("any_option", {**model, "act": "relu"}, to_dict(Config())["model"]) == {"act": "relu", "width": 8}
+
+
+# ---------------------------------------------------------------------- energy terms in floats
+@pytest.mark.parametrize("which", ["hidden", "output"])
+def test_integer_valued_energy_term_is_refused(which, tmp_path, monkeypatch):
+    """An energy term returning integers was accepted (every hidden energy 0, no gradient, 9 %
+    accuracy): the dtype is checked as well as the shape, naming the node, the term and the fix."""
+    import jax.numpy as jnp
+    from conftest import isolated_registries
+
+    def int_count(pred, value):
+        return jnp.sum(jnp.abs(value - pred) > 0.5, axis=tuple(range(1, pred.ndim)))
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        pj.register_energy("int_count", int_count)
+        c = tiny()
+        setattr(c.energy, which, "int_count")
+        with pytest.raises(pj.ShapeError) as err:
+            run_experiment(c, run_dir=tmp_path / "run")
+    msg = str(err.value)
+    node = "node 2" if which == "output" else "node 1"
+    for fragment in (node, f"energy.{which}='int_count'", "int32 values", "floating-point", ".astype(jnp.float32)"):
+        assert fragment in msg, msg
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["status"] == "failed" and record["epochs"] == []  # failed in the first compilation
