@@ -433,6 +433,7 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     ck.integer("algorithm.eval_steps", 0)
     ck.number("algorithm.latent.lr", 0.0)
     ck.number("algorithm.latent.momentum", 0.0, 1.0, high_open=True)
+    ck.number("algorithm.beta")  # finite: nan would be blamed on the learning rates at step 0
     ck.number("algorithm.beta_increase", 0.0)
 
     _lalr_rule(ck)

@@ -145,7 +145,7 @@ def beta_schedule(a: dict, seed: int):
 def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
     """The run directory to continue: an explicit path; for ``true``/``latest`` ``run_dir`` itself when
     it holds a checkpoint, else the newest sibling run with one (run directory names sort by start
-    time); ``None`` for a fresh run."""
+    time); ``None`` for a fresh run (with a warning when ``true``/``latest`` found nothing to resume)."""
     if resume in (False, None, "false", "False"):
         return None
     from .checkpoint import PARTIAL_NAME, has_checkpoint
@@ -159,7 +159,19 @@ def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
     if has_checkpoint(run_dir):
         return run_dir
     candidates = sorted(p for p in run_dir.parent.glob("*") if has_checkpoint(p))
+    if not candidates:
+        _warn_nothing_to_resume(run_dir, resume)
     return candidates[-1] if candidates else None
+
+
+def _warn_nothing_to_resume(run_dir: Path, resume: Any) -> None:
+    """Say that ``trainer.resume=true`` found no checkpoint to continue, so the run starts fresh."""
+    import warnings
+
+    shown = resume if isinstance(resume, str) else str(resume).lower()
+    warnings.warn(f"trainer.resume={shown}: no checkpoint in {run_dir} nor in the runs beside it ({run_dir.parent}), "
+                  "so nothing to resume: starting a fresh run. To resume a particular run, pass its directory: "
+                  "trainer.resume=DIR", stacklevel=4)
 
 
 def _saved_run(run_dir: Path) -> tuple[dict | None, int | None, int | None]:

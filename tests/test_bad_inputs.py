@@ -346,3 +346,21 @@ def test_integer_valued_energy_term_is_refused(which, tmp_path, monkeypatch):
         assert fragment in msg, msg
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["status"] == "failed" and record["epochs"] == []  # failed in the first compilation
+
+
+# ------------------------------------------------------------------ beta and resume=true
+def test_non_finite_beta_is_refused_at_start_up(tmp_path):
+    """algorithm.beta=nan made the energy non-finite at inference step 0, blamed on learning rates."""
+    c = tiny()
+    c.algorithm.beta = float("nan")
+    with pytest.raises(pj.ConfigError, match=r"algorithm.beta=nan must be a finite number"):
+        run_experiment(c, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_true_with_nothing_to_resume_says_it_starts_fresh(tmp_path):
+    c = tiny()
+    c.trainer.resume = True
+    with pytest.warns(UserWarning, match=r"trainer.resume=true: no checkpoint in .*starting a fresh run"):
+        record = run_experiment(c, run_dir=tmp_path / "runs" / "a")
+    assert record["status"] == "complete" and "resumes" not in record
