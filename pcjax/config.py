@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from .errors import ConfigError
+from .optim import LAYERWISE, NAMES
 
 
 @dataclass
@@ -114,7 +115,10 @@ class OptimCfg:
     peak_factor: float = 1.1
     end_factor: float = 0.1
     momentum: float = 0.9
+    b1: float = 0.9
+    b2: float = 0.999
     grad_clip: Optional[float] = None
+    layerwise: str = "none"
 
 
 @dataclass
@@ -440,7 +444,10 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     _energy_weights(ck, "energy.alpha", not_all_zero=True)
     _energy_weights(ck, "energy.lam", not_all_zero=False)
 
-    ck.choice("optim.name", ("adamw", "adam", "sgd"))
+    ck.choice("optim.name", NAMES)
+    ck.choice("optim.layerwise", LAYERWISE)
+    ck.number("optim.b1", 0.0, 1.0)
+    ck.number("optim.b2", 0.0, 1.0)
     ck.choice("optim.schedule", ("warmup_cosine", "constant"))
     ck.number("optim.lr", 0.0)
     ck.number("optim.weight_decay", 0.0)

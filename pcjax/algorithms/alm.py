@@ -21,6 +21,7 @@ approaches it layer by layer, with the dual signal travelling ballistically inst
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -86,10 +87,10 @@ class PCALM(Algorithm):
     def __init__(self, inference: Inference, energy: EnergySpec, weight_optim, total_steps: int, *, rho: float = 1.0,
                  dual_lr: float = 1.0, runtime: Runtime | None = None, name: str = "pc-alm"):
         super().__init__(weight_optim, total_steps, runtime=runtime, name=name)
-        if not (rho > 0 and jnp.isfinite(rho)):
+        if not (rho > 0 and math.isfinite(rho)):
             raise ConfigError(f"algorithm.params.rho={rho} is not valid: the penalty weight must be a finite number "
                               "> 0 (the paper's default is 1)")
-        if not (dual_lr >= 0 and jnp.isfinite(dual_lr)):
+        if not (dual_lr >= 0 and math.isfinite(dual_lr)):
             raise ConfigError(f"algorithm.params.dual_lr={dual_lr} is not valid: the dual-ascent step must be a "
                               "finite number >= 0 (0 is PC with a rho-weighted energy; the paper's default is 1)")
         if inference.T < 1:
