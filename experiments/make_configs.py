@@ -179,6 +179,10 @@ for kind, algo_extra, lr in (("bp-se", {}, 0.01), ("pc-se", {}, 0.01), ("pcalm-s
 # Ingredient ablation at 64 layers (MNIST, first 10,000 training images, one epoch): bidirectional energy
 # on/off x residual skips on/off x each LALR rule; the other settings are those of the depth rows.
 ABL = {"dataset": {"limit_train": 10000}}
+# weight-side layer-wise rates at the rows' rate 0.03: muPC weights are N(0, 1) (RMS 1), so trust_ratio's
+# step (lr x the layer's weight norm) and normalized's (RMS lr) match Adam's per-element step in size and
+# differ from it in that every layer gets exactly that size, whatever its gradient.
+WLALR_LR = {"trust_ratio": 0.03, "normalized": 0.03}
 for skips in (True, False):
     tag = "res" if skips else "plain"
     model = dict(RES, depth=64, residual=skips)
@@ -197,6 +201,13 @@ for skips in (True, False):
                 if bidir:
                     extra.update(energy=BIDIR["energy"], algorithm=BIDIR["algorithm"])
                 row(f"mnist_abl64_{kind[:-3]}_{tag}_{lalr}_{variant}", "mnist", "resmlp", kind, T=64, act="relu", w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=extra, note="64-layer ingredient ablation: first 10,000 training images, one epoch; " + ("r = 1.037: rho_1 / rho_L = 1.037^64 = 10" if lalr == "geometric" else "power 0.5: half the log-ratio compensated"))
+        # layer-wise rates on the weight side (optim.layerwise), latent rates constant
+        for wl in ("trust_ratio", "normalized"):
+            for kind, bidir in (("pc-se", False), ("bpc-se", True)):
+                extra = dict(ABL, model=model, optim={"layerwise": wl})
+                if bidir:
+                    extra.update(energy=BIDIR["energy"], algorithm=BIDIR["algorithm"])
+                row(f"mnist_abl64_{kind[:-3]}_{tag}_w{wl}", "mnist", "resmlp", kind, T=64, act="relu", w_lr=WLALR_LR[wl], w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=extra, note=f"64-layer ingredient ablation: first 10,000 training images, one epoch; weight-side layer-wise rate {wl} (Adam direction), latent rates constant")
         row("mnist_abl64_epc_res", "mnist", "resmlp", "epc-se", T=32, act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch; ePC reference (beta 0.1, T = 32)")
     row(f"mnist_abl64_bp_{tag}", "mnist", "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch")
 
@@ -235,7 +246,8 @@ def render(name: str, r: dict) -> str:
         lines.append("lalr: {params: {" + ", ".join(f"{k}: {v}" for k, v in extra["lalr_params"].items()) + "}}")
     if "energy" in extra:
         lines.append("energy: {" + ", ".join(f"{k}: {v}" for k, v in extra["energy"].items()) + "}")
-    lines.append(f"optim: {{lr: {r['w_lr']}, weight_decay: {r['w_wd']}, schedule: {r['w_schedule']}}}")
+    optim = {"lr": r["w_lr"], "weight_decay": r["w_wd"], "schedule": r["w_schedule"], **extra.get("optim", {})}
+    lines.append("optim: {" + ", ".join(f"{k}: {v}" for k, v in optim.items()) + "}")
     trainer = {"epochs": r["epochs"], "batch_size": r["batch"], **extra.get("trainer", {})}
     lines.append("trainer: {" + ", ".join(f"{k}: {v}" for k, v in trainer.items()) + "}")
     if r["ref"] is not None:
