@@ -135,6 +135,7 @@ class TrainerCfg:
     checkpoint_minutes: Optional[float] = 10.0
     extend_epochs: bool = False
     divergence_threshold: Optional[float] = 1e12
+    compile_cache: Any = "auto"
     diagnostics: bool = False
     devices: Any = 1
     placement: str = "auto"

@@ -92,6 +92,7 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.checkpoint": "checkpoint the full training state after every epoch",
     "trainer.checkpoint_minutes": "within-epoch checkpoint after the first chunk that ends this many minutes after the last one (0: every chunk; null: only at epoch ends); resume continues the epoch there",
     "trainer.extend_epochs": "resume: allow a larger trainer.epochs than the run started with (the lr schedule keeps its length)",
+    "trainer.compile_cache": "JAX's persistent compilation cache: auto (~/.cache/pcjax/jax-compile, or $PCJAX_COMPILE_CACHE) | a folder | null (off)",
     "trainer.diagnostics": "record per-layer update norms, backprop gradient norms and their cosines every epoch",
     "trainer.divergence_threshold": "stop when |energy| or |loss| of a step exceeds this (null: only non-finite values stop)",
     "trainer.placement": "where the dataset lives: auto (host when larger than the memory budget) | device | host (batches stream from host memory)",

@@ -274,6 +274,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     archived; a run refused before that point writes nothing."""
     import warnings
 
+    from .compile_cache import enable_compile_cache
     from .config import check_schema, validate_config
     from .errors import RunInterrupted
     from .runs import (RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir,
@@ -286,6 +287,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     check_schema(c)
     validate_config(c, overrides)
     d, t = c["dataset"], c["trainer"]
+    cache = enable_compile_cache(t.get("compile_cache", "auto"))
     initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
                process_id=t.get("process_id"))
     writer = is_writer()

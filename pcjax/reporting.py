@@ -206,7 +206,7 @@ def val_protocol(records: Sequence[Record]) -> ProtocolResult:
 NON_MATH_KEYS: tuple[str, ...] = (
     "seed", "name", "run_dir", "plugins", "reference", "tracking", "dataset.root", "dataset.download",
     "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.checkpoint_minutes", "trainer.keep_checkpoints", "trainer.extend_epochs",
-    "trainer.divergence_threshold", "trainer.diagnostics", "trainer.devices", "algorithm.xla_fusion",
+    "trainer.divergence_threshold", "trainer.compile_cache", "trainer.diagnostics", "trainer.devices", "algorithm.xla_fusion",
 )
 
 

@@ -252,7 +252,7 @@ NON_MATH_KEYS: tuple[str, ...] = (
     "name", "run_dir", "plugins", "reference", "tracking",
     "dataset.root", "dataset.download",
     "trainer.progress", "trainer.resume", "trainer.checkpoint", "trainer.checkpoint_minutes", "trainer.extend_epochs",
-    "trainer.divergence_threshold", "trainer.eval_batch_size", "trainer.loop", "trainer.diagnostics", "trainer.devices",
+    "trainer.divergence_threshold", "trainer.compile_cache", "trainer.eval_batch_size", "trainer.loop", "trainer.diagnostics", "trainer.devices",
     "algorithm.unroll", "algorithm.error_front", "algorithm.xla_fusion",
 )
 #: Compared by :func:`check_resume_config` on its own rules, so left out of the fingerprint too.

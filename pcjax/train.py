@@ -374,7 +374,7 @@ def new_record(meta: dict, cfg: TrainerConfig, parallel) -> dict:
         "schema": 1, **{k: meta.get(k) for k in ("name", "dataset", "model", "algorithm")},
         "seed": cfg.seed, "config": meta.get("config", {}), "reference": meta.get("reference"),
         "hardware": {**hardware_info(), "devices": 1 if parallel is None else parallel.n,
-                     "processes": jax.process_count()},
+                     "processes": jax.process_count(), "compile_cache": jax.config.jax_compilation_cache_dir},
         "git_commit": git_commit(), "status": "running",
         "epochs": [], "inference_trace": None, "summary": {},
     }

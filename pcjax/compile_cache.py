@@ -1,0 +1,50 @@
+"""JAX's persistent compilation cache, on by default, so a run does not recompile what an earlier run compiled.
+
+``trainer.compile_cache``: ``auto`` (default) uses ``$PCJAX_COMPILE_CACHE`` if set, else
+``$XDG_CACHE_HOME/pcjax/jax-compile`` (``~/.cache/pcjax/jax-compile``); a path uses that folder;
+``null`` (or ``false``/``off``) leaves the cache off. Every compiled program is cached, however
+quick its compilation (minimum compile time 0). JAX writes each entry atomically (a temporary file
+renamed into place), so sweep jobs running at once share one folder safely. The cache never changes
+what is computed: a hit loads the program XLA compiled for the same computation and backend.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+
+OFF = (None, False, "null", "none", "false", "off", "")
+
+
+def cache_folder(setting: Any = "auto") -> Path | None:
+    """The cache folder ``setting`` names (None: off)."""
+    if setting in OFF or (isinstance(setting, str) and setting.lower() in OFF):
+        return None
+    if setting in (True, "auto", "true", "on"):
+        if os.environ.get("PCJAX_COMPILE_CACHE"):
+            return Path(os.environ["PCJAX_COMPILE_CACHE"]).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "pcjax" / "jax-compile"
+    return Path(str(setting)).expanduser()
+
+
+def enable_compile_cache(setting: Any = "auto") -> Path | None:
+    """Point JAX's persistent compilation cache at ``cache_folder(setting)``; the folder, or None when
+    off or when the folder cannot be created (a warning says why; the run compiles as usual)."""
+    folder = cache_folder(setting)
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        warnings.warn(f"trainer.compile_cache: cannot create {folder} ({err}); compiling without the persistent "
+                      "cache (set trainer.compile_cache to a writable folder, or null to silence this)", stacklevel=2)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder

@@ -1,0 +1,49 @@
+"""The persistent compilation cache: on by default, a folder of the user's cache, off with null, and a
+second identical run (a new process) compiles at least 3x faster than the first."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcjax.compile_cache import cache_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cache_folder_choices(monkeypatch, tmp_path):
+    monkeypatch.delenv("PCJAX_COMPILE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_folder("auto") == tmp_path / "pcjax" / "jax-compile"
+    monkeypatch.setenv("PCJAX_COMPILE_CACHE", str(tmp_path / "c"))
+    assert cache_folder("auto") == tmp_path / "c"
+    assert cache_folder(str(tmp_path / "d")) == tmp_path / "d"
+    for off in (None, "null", "false", False, "off"):
+        assert cache_folder(off) is None
+
+
+def _run(tmp_path, name, cache):
+    out = tmp_path / name
+    cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), "dataset=digits", "algorithm=pc", "model.width=32",
+           "trainer.epochs=1", "trainer.progress=false", "tracking.backends=[jsonl]", f"trainer.compile_cache={cache}",
+           f"hydra.run.dir={out}"]
+    env = {k: v for k, v in os.environ.items() if k != "PCJAX_COMPILE_CACHE"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads((out / "record.json").read_text())
+
+
+def test_second_identical_run_compiles_at_least_3x_faster(tmp_path):
+    cache = tmp_path / "cache"
+    first = _run(tmp_path, "first", cache)
+    assert any(cache.iterdir()), "the first run wrote no cache entry"
+    second = _run(tmp_path, "second", cache)
+    assert first["hardware"]["compile_cache"] == str(cache) == second["hardware"]["compile_cache"]
+    c1, c2 = first["summary"]["compile_seconds"], second["summary"]["compile_seconds"]
+    assert c2 * 3 <= c1, (c1, c2)
+    assert second["summary"]["test_acc"] == first["summary"]["test_acc"]  # a hit computes the same
+    off = _run(tmp_path, "off", "null")
+    assert off["hardware"]["compile_cache"] is None
