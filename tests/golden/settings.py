@@ -26,6 +26,11 @@ PC = {"algorithm": {"name": "pc", "variant": "pc", "T": 4, "beta": 1.0, "contras
                     "latent": {"name": "sgd", "lr": 0.1, "momentum": 0.5}},
       "energy": {"lam": 0.0}, "lalr": {"rule": "constant", "params": {}}}
 BIDIR = {"energy": {"lam": 0.1}, "model": {"backward": "learned"}}
+EPC = {"algorithm": {"name": "epc", "T": 4, "beta": 1.0, "latent": {"name": "sgd", "lr": 0.3, "momentum": 0.0}},
+       "energy": {"lam": 0.0}, "lalr": {"rule": "constant", "params": {}}}
+ALM = {"algorithm": {"name": "pcalm", "T": 6, "beta": 1.0, "latent": {"name": "sgd", "lr": 0.25, "momentum": 0.0},
+                     "params": {"rho": 1.0, "dual_lr": 1.0}},
+       "energy": {"lam": 0.0}, "lalr": {"rule": "constant", "params": {}}}
 
 
 def _merge(base: dict, *updates: dict) -> dict:
@@ -69,7 +74,20 @@ SETTINGS: dict[str, tuple[dict, ...]] = {
     "cnn_bpc_contrast": (CNN, PC, BIDIR, {"algorithm": {"T": 3, "contrast": True, "error_front": False,
                                                         "unroll": 1}}),
     "cnn_bp": (CNN, {"algorithm": {"name": "bp", "loss": "gaussian"}, "energy": {"lam": 0.0}}),
+    # ePC (recorded before it moves into the state-PC skeleton) and PC-ALM
+    "mlp_epc_clamp": (MLP, EPC),
+    "mlp_epc_beta01": (MLP, EPC, {"algorithm": {"beta": 0.1}}),
+    "mlp_epc_momentum": (MLP, EPC, {"algorithm": {"latent": {"momentum": 0.5}}}),
+    "mlp_epc_ce": (MLP, EPC, {"algorithm": {"beta": 0.1}, "energy": {"output": "cross_entropy"}}),
+    "mlp_epc_errnorm": (MLP, EPC, {"lalr": {"rule": "error_normalised", "params": {"eps": 1e-3, "max_scale": 10.0}}}),
+    "resmlp_epc": (RESMLP, EPC, {"algorithm": {"beta": 0.1, "T": 3}}),
+    "resmlp_pcalm": (RESMLP, ALM),
+    "mlp_pcalm_rho2": (MLP, ALM, {"algorithm": {"params": {"rho": 2.0, "dual_lr": 0.5}}}),
 }
+#: settings added after the first recording; ``python tests/golden/settings.py --add`` records only
+#: those missing from the file and keeps every recorded one
+ADDED = ("mlp_epc_clamp", "mlp_epc_beta01", "mlp_epc_momentum", "mlp_epc_ce", "mlp_epc_errnorm", "resmlp_epc",
+         "resmlp_pcalm", "mlp_pcalm_rho2")
 
 
 def setting_config(name: str) -> dict:
@@ -117,10 +135,17 @@ def run_setting(name: str, *, float32_beta: bool = False) -> dict[str, np.ndarra
     return out
 
 
-def record() -> None:
-    """Write every setting's outputs to ``golden_steps.npz``."""
+def record(only_missing: bool = False) -> None:
+    """Write every setting's outputs to ``golden_steps.npz`` (``only_missing``: keep the recorded
+    settings and add the ones the file lacks)."""
     arrays = {}
+    if only_missing and GOLDEN.exists():
+        with np.load(GOLDEN) as data:
+            arrays = {k: data[k] for k in data.files}
+    recorded = {k.split("/", 1)[0] for k in arrays}
     for name in SETTINGS:
+        if name in recorded:
+            continue
         for k, v in run_setting(name).items():
             arrays[f"{name}/{k}"] = v
         print("recorded", name, flush=True)
@@ -129,4 +154,4 @@ def record() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    record()
+    record(only_missing="--add" in sys.argv)
