@@ -128,7 +128,12 @@ class PC(Algorithm):
         problem = lambda m: cfg.target.problem(m, x, y, latents0, state.beta, cfg.energy, self.runtime)  # noqa: E731
         out = cfg.update.step(self, Context(state, x, y, latents0, cfg.target, problem))
         rho = out.infos.step_scale[-1] if cfg.T > 0 else jnp.ones((L,))
-        state = out.state if out.grads is None else self.apply_updates(out.state, out.grads, self.weight_scaler(rho))
+        if out.grads is not None and out.state is not state:
+            raise ConfigError(f"update rule {type(cfg.update).__name__} returned a new training state *and* weight "
+                              "gradients: a Step means one thing. Return the unchanged ctx.state with the gradients to "
+                              "apply, or the state the rule stepped itself with grads=None (a rule that skips the "
+                              "weight step returns ctx.state with grads=None)")
+        state = out.state if out.grads is None else self.apply_updates(state, out.grads, self.weight_scaler(rho))
         trace = jnp.concatenate([out.infos.layer_energy, mean_layer_energy(out.terms)[None]], axis=0)
         return state, {"loss": loss, "energy": out.energy, "acc": accuracy(latents0[-1], y), "layer_energy": trace,
                        "error_norm": out.terms.error_norm, "step_scale": rho}

@@ -8,7 +8,10 @@
   top-down terms are on (at lam = 0 the free equilibrium is the feed-forward pass, where it is zero).
 * ``Incremental``: a weight step at every inference step (iPC).
 
-A rule returns a ``Step``; ``grads`` is None when the rule applied its weight steps itself.
+A rule returns a ``Step`` that means one thing: either ``state`` is the unchanged ``ctx.state`` and
+``grads`` the weight gradient to apply, or ``grads`` is None and ``state`` is the state after the
+rule's own weight steps (``ctx.state`` itself when the rule skips the step). A new state together
+with gradients is refused (``ConfigError``), not silently overridden.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from .targets import Clamp, SoftNudge, energy_at
 class Step(NamedTuple):
     """What an update rule produced on one batch."""
 
-    state: Any       # the training state (already updated when ``grads`` is None)
+    state: Any       # ctx.state when ``grads`` is set; else the state after the rule's own weight steps
     free: tuple      # relaxed free values
     infos: StepInfo  # per-inference-step trace (leading axis T)
     energy: Any      # batch-mean energy at the relaxed values
