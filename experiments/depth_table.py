@@ -20,9 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
 ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR",
-         "bp_se": "BP"}
+         "pcalm_se": "PC-ALM", "bp_se": "BP"}
 ROW = re.compile(r"^(?P<ds>mnist|fashion_mnist)_resmlp(?P<depth>\d+)_(?P<algo>" + "|".join(ALGOS) + r")$")
 
+
+#: the published PC-ALM port's setting (Fashion-MNIST, width 32, depth 32, one epoch, T = 2L) and its numbers
+PORT = re.compile(r"^fashion_mnist_resmlp32w32_(?P<algo>bp_se|pc_se|pcalm_se)$")
+PORT_PUBLISHED = {"bp_se": 78.66, "pc_se": 68.13, "pcalm_se": 77.75}
 
 FAILED: dict = defaultdict(list)  # (dataset, depth, algo) -> statuses of runs that did not complete
 
@@ -48,6 +52,29 @@ def fmt(vals: list[float]) -> str:
     if len(vals) == 1:
         return f"{vals[0]:.2f}"
     return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+
+def port_table(paths: list[str]) -> str:
+    """The PC-ALM port's Fashion-MNIST 32 x 32 rows beside the published numbers (markdown; empty
+    when none has run)."""
+    runs: dict = defaultdict(list)
+    for r in load_records(paths):
+        m = PORT.match(r.name or "")
+        if m and r.status == "complete":
+            runs[m["algo"]].append(100 * strict_accuracy(r)[0])
+    if not runs:
+        return ""
+    lines = ["", "PC-ALM port's setting (Fashion-MNIST, width 32, depth 32, ReLU, one epoch, T = 2L = 64):", "",
+             "| algorithm | pcjax (strict) | published (port) | gap to BP, pcjax | gap to BP, published |",
+             "|---|---|---|---|---|"]
+    bp = statistics.mean(runs["bp_se"]) if runs.get("bp_se") else None
+    for algo, label in (("bp_se", "BP"), ("pc_se", "PC"), ("pcalm_se", "PC-ALM")):
+        vals = runs.get(algo, [])
+        ours = f"{fmt(vals)} (n={len(vals)})" if vals else "not run"
+        gap = f"{statistics.mean(vals) - bp:+.2f}" if vals and bp is not None else "–"
+        lines.append(f"| {label} | {ours} | {PORT_PUBLISHED[algo]:.2f} | {gap} | "
+                     f"{PORT_PUBLISHED[algo] - PORT_PUBLISHED['bp_se']:+.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def study_arguments(doc: str, marker: str, plot_help: str, diag_help: str) -> argparse.ArgumentParser:
@@ -101,7 +128,7 @@ def main(argv=None) -> int:
                 cells.append(cell_text(runs, FAILED.get((ds, depth, algo), [])))
             gap = gap_text(means)
             lines.append(f"| {ds} | {depth} | " + " | ".join(cells) + f" | {gap} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + port_table(a.runs)
     print(text)
     if a.out:
         cmd = "python experiments/depth_table.py " + shlex.join(sys.argv[1:] if argv is None else argv)
