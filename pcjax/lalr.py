@@ -231,12 +231,51 @@ class LogNormalised(CheckedRule):
         return LayerScales(rho, jnp.ones_like(e))
 
 
+@dataclass(frozen=True)
+class TimeGated(CheckedRule):
+    """Qi et al.'s time-gated precision inference (DeepPCNs, ICML 2026), nodes l = 1..L, output L.
+
+    Gating: at inference step t only the nodes l >= L - t are active (rho_l = 1; the others take no
+    step, so they keep their feed-forward values and the predictions from them are the feed-forward
+    ones); an inactive node's energy term has weight 0. Node l "spikes" at t = L - l, when the
+    output's error reaches it. Precision of an active node:
+
+    * ``mode="S"`` (spiking): pi_l(t) = 1 at the spike and ``alpha`` at every later step;
+    * ``mode="D"`` (decaying): pi_l(t) = exp(-k (t - (L - l))), 1 at the spike (the peak-normalised
+      form; ``lalr=precision norm=sum`` is the sum-normalised one, without gating).
+
+    (S weights the not-yet-spiked nodes ``alpha`` too, D weights them 0; with gating their terms are
+    dropped anyway.) T >= L lets every node spike. ``gate=False`` drops the gating (every node steps
+    at every t with the weights above); with ``alpha = 1`` and no gating, S is plain PC exactly.
+    """
+
+    mode: str = lalr_param("S", choices=("S", "D"))
+    alpha: float = lalr_param(1e-3, 0.0, 1.0, why="the weight after the spike is a fraction of the spike's")
+    k: float = lalr_param(1.0, 0.0, why="k < 0 makes a node's weight grow after its spike")
+    gate: bool = lalr_param(True, choices=(True, False))
+
+    def scales(self, t, error_norm, T):
+        L = error_norm.shape[0]
+        since = t - jnp.arange(L - 1, -1, -1)  # t - (L - l) for l = 1..L
+        ones = jnp.ones_like(error_norm)
+        if self.mode == "S":  # 1 at the spike, alpha at every other step
+            weight = jnp.where(since == 0, ones, jnp.asarray(self.alpha, error_norm.dtype))
+        else:  # 0 before the spike, then exp(-k j)
+            decay = jnp.exp(-self.k * jnp.maximum(since, 0).astype(error_norm.dtype))
+            weight = jnp.where(since >= 0, decay, 0.0).astype(error_norm.dtype)
+        if not self.gate:
+            return LayerScales(ones, weight)
+        active = since >= 0
+        return LayerScales(active.astype(error_norm.dtype), jnp.where(active, weight, 0.0).astype(error_norm.dtype))
+
+
 _RULES: dict[str, type] = {
     "constant": Constant,
     "geometric": Geometric,
     "error_normalised": ErrorNormalised,
     "precision": PrecisionSchedule,
     "log_normalised": LogNormalised,
+    "time_gated": TimeGated,
 }
 
 

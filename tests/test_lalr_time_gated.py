@@ -1,0 +1,84 @@
+"""Qi et al.'s time-gated precision (``lalr=time_gated``): real answers.
+
+* the S schedule activates node l exactly at step L - l (its spike): step 0 and weight 0 before,
+  weight 1 at the spike, alpha after; D decays as exp(-k j) after the spike;
+* with alpha = 1 and no gating, the inference equals standard PC bit-exactly;
+* with gating, a node keeps its feed-forward value exactly until its step, so the relaxation from
+  the feed-forward pass never touches a node the error has not reached.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pcjax as pj
+from pcjax.lalr import TimeGated
+
+
+@pytest.mark.parametrize("L", [1, 4, 7])
+def test_spiking_schedule_activates_node_l_exactly_at_step_L_minus_l(L):
+    rule = pj.make_lalr("time_gated", mode="S", alpha=0.01)
+    for t in range(L + 3):
+        sc = rule.scales(jnp.asarray(t), jnp.ones((L,)), L + 3)
+        for l in range(1, L + 1):
+            spike = L - l
+            want_step = 1.0 if t >= spike else 0.0
+            want_pi = 0.0 if t < spike else (1.0 if t == spike else 0.01)
+            assert float(sc.step[l - 1]) == want_step and float(sc.precision[l - 1]) == pytest.approx(want_pi), (t, l)
+
+
+def test_decaying_schedule():
+    L, k = 5, 0.7
+    rule = TimeGated(mode="D", k=k)
+    for t in range(8):
+        pi = np.asarray(rule.scales(jnp.asarray(t), jnp.ones((L,)), 8).precision)
+        for l in range(1, L + 1):
+            j = t - (L - l)
+            assert pi[l - 1] == pytest.approx(0.0 if j < 0 else np.exp(-k * j), rel=1e-6)
+
+
+def _pc(rule, T=6):
+    model = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=4)
+    algo = pj.PC(pj.PCConfig(T=T, latent=pj.LatentOptim("sgd", 0.1, momentum=0.5), lalr=rule), pj.WeightOptim(), 10)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 6))
+    y = jax.nn.one_hot(jnp.arange(5) % 3, 3)
+    return model, algo, x, y
+
+
+def test_ungated_spiking_with_alpha_one_is_standard_pc_bit_exactly():
+    model, plain, x, y = _pc(pj.make_lalr("constant"))
+    _, qi, _, _ = _pc(TimeGated(mode="S", alpha=1.0, gate=False))
+    a, ma = plain.train_step(plain.init(model), x, y)
+    b, mb = qi.train_step(qi.init(model), x, y)
+    for u, v in zip(jax.tree_util.tree_leaves(a.model), jax.tree_util.tree_leaves(b.model)):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(ma["layer_energy"], mb["layer_energy"])
+
+
+def test_gated_nodes_keep_their_feedforward_value_until_their_step():
+    model, algo, x, y = _pc(TimeGated(mode="S", alpha=1e-3), T=2)
+    L = model.num_nodes  # 5 nodes; after 2 steps (t = 0, 1) only node L - 1 has stepped (at t = 1)
+    problem = algo.config.target.problem(model, x, y, model.feedforward(x), jnp.asarray(1.0), algo.config.energy,
+                                         algo.runtime)
+    free, _ = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes, num_nodes=L)
+    ff = model.feedforward(x)
+    for l in range(1, L - 1):
+        np.testing.assert_array_equal(free[l - 1], ff[l - 1])
+    assert float(jnp.abs(free[L - 2] - ff[L - 2]).max()) > 0
+
+
+def test_invalid_parameters_are_refused():
+    for params in ({"mode": "X"}, {"alpha": 2.0}, {"k": -1.0}, {"gate": "yes"}):
+        with pytest.raises(pj.ConfigError):
+            pj.make_lalr("time_gated", **params)
+
+
+def test_ungated_decaying_schedule_is_the_peak_normalised_precision_rule():
+    """``lalr=precision norm=peak`` (pcjax's earlier schedule) is D without the gating: the same weights, step 1."""
+    L, T = 6, 9
+    d, p = TimeGated(mode="D", k=0.5, gate=False), pj.make_lalr("precision", k=0.5, norm="peak")
+    for t in range(T):
+        a, b = d.scales(jnp.asarray(t), jnp.ones((L,)), T), p.scales(jnp.asarray(t), jnp.ones((L,)), T)
+        np.testing.assert_allclose(a.precision, b.precision, rtol=1e-6)
+        np.testing.assert_array_equal(a.step, b.step)
