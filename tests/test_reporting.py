@@ -157,3 +157,17 @@ def test_cli_end_to_end(runs: Path, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), str(tmp_path / "nope")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_readme_gets_only_the_summary_rows_and_the_out_file_every_row(runs: Path, tmp_path: Path) -> None:
+    from pcjax.tables import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n")
+    out = tmp_path / "results" / "README.md"
+    assert main([str(runs), "--out", str(out), "--readme", str(readme), "--readme-rows", "*_pc_se"]) == 0
+    text = readme.read_text()
+    assert "| mnist_mlp_pc_se |" in text and "mnist_mlp_bp" not in text and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("rest\n")
+    full = out.read_text()
+    assert "mnist_mlp_pc_se" in full and "mnist_mlp_bp" in full
