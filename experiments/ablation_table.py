@@ -23,7 +23,8 @@ ROW = re.compile(r"^mnist_abl64_(?P<algo>pc|bpc|epc|bp)_(?P<skips>res|plain)(?:_
 RULES = {"constant": "constant", "error_normalised": "error-normalised (cap 10; bidir cap 2)",
          "geometric": "geometric r 1.5", "geometric_mild": "geometric r 1.037",
          "precision": "precision", "log_normalised": "log-normalised (power 1)",
-         "log_normalised_half": "log-normalised (power 0.5)"}
+         "log_normalised_half": "log-normalised (power 0.5)",
+         "wtrust_ratio": "weight-side trust ratio", "wnormalized": "weight-side normalized"}
 ENERGY = {"pc": "standard", "bpc": "bidirectional (lam 0.01)"}
 SKIPS = {"res": "residual", "plain": "none"}
 
