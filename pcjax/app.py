@@ -15,15 +15,19 @@ import os
 import shlex
 import sys
 import traceback
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .config import register_configs
+from .config import check_overrides, register_configs
 from .errors import PCJaxError, RunInterrupted
-from .plugins import load_plugins, plugins_from_overrides
+from .plugins import bracket_plugins, load_plugins, plugins_from_overrides
+from .runs import check_output_folder, is_write_error, write_error_message
 
 CONFIG_PATH = "pkg://pcjax.conf"
 HYDRA_SUBDIR = ".hydra"  # where save_hydra_files writes (Hydra's own default output_subdir)
@@ -65,6 +69,27 @@ def _record_job_failure(job_dir: str, cfg: DictConfig, err: BaseException, overr
     mark_record(job_dir, "failed", job_meta(cfg), error=describe_error(err), overrides=overrides)
 
 
+class OutputFolderCheck(Callback):
+    """Before Hydra creates the run (or sweep) folder: check that it can be written, so that a
+    read-only or full folder is one ``error:`` paragraph naming the folder and the fix (exit status 2)
+    instead of a traceback from Hydra's ``mkdir``."""
+
+    def _check(self, folder: Any, setting: str) -> None:
+        try:
+            check_output_folder(str(folder), setting)
+        except PCJaxError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        """Check ``hydra.run.dir``."""
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """Check ``hydra.sweep.dir``."""
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
 def save_hydra_files(cfg: DictConfig, job_dir: str, subdir: str = HYDRA_SUBDIR) -> None:
     """Write Hydra's record of the job (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``) into
     ``job_dir/subdir``, as Hydra does before a job when ``hydra.output_subdir`` is set. conf/config.yaml
@@ -100,6 +125,19 @@ def _job(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as err:  # Ctrl-C stops the run (and a sweep) without a traceback
         _interrupted(err, overrides)
     except Exception as err:  # noqa: BLE001 - in a sweep every failure is recorded and the sweep goes on
+        if is_write_error(err, job_dir):  # a read-only or full folder: the file, the cause and the fix
+            from pcjax.experiment import _checkpointed_epochs, _within_epoch
+
+            resume = (_resume_command(overrides, job_dir) if _checkpointed_epochs(Path(job_dir))
+                      or _within_epoch(Path(job_dir)) else None)
+            print(f"error: {write_error_message(err, job_dir, resume=resume)}", file=sys.stderr, flush=True)
+            if not multirun:
+                sys.exit(2)
+            try:
+                _record_job_failure(job_dir, cfg, err, overrides)
+            except OSError:  # the same full or read-only folder: the message above says it all
+                pass
+            return None
         if not multirun:
             if isinstance(err, PCJaxError):
                 print(f"error: {err}", file=sys.stderr)
@@ -123,8 +161,10 @@ def train_main(argv: list[str] | None = None, prog: str = "python experiments/tr
     PROG[0] = prog
     os.environ.setdefault("WANDB_MODE", "offline")
     register_configs()
+    argv = bracket_plugins(argv)  # plugins=a.py is the one-entry list plugins=[a.py]
     try:  # before composition: a plugin's algorithms are config-group choices (algorithm=my_rule)
         load_plugins(plugins_from_overrides(argv))
+        check_overrides([a for a in argv if "=" in a and not a.startswith("-")])  # typos named before Hydra's advice
     except PCJaxError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -22,14 +22,15 @@ def load_config(experiment: str | None = None, overrides: list[str] | None = Non
     ``conf/experiment/``, or None for the default run) with Hydra ``overrides`` applied."""
     from hydra import compose, initialize_config_module
 
-    from .config import register_configs
-    from .plugins import load_plugins, plugins_from_overrides
+    from .config import check_overrides, register_configs
+    from .plugins import bracket_plugins, load_plugins, plugins_from_overrides
 
     register_configs()
-    overrides = list(overrides or [])
+    overrides = bracket_plugins(overrides or [])
     load_plugins(plugins_from_overrides(overrides))
     if experiment:
         overrides = [f"experiment={experiment}", *overrides]
+    check_overrides(overrides)
     with initialize_config_module(config_module="pcjax.conf", version_base=None):
         return compose("config", overrides=overrides)
 

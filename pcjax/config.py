@@ -374,6 +374,28 @@ def _lalr_rule(ck: _Checker) -> None:
         ck.problems.append(str(err))
 
 
+def _energy_terms(ck: _Checker) -> None:
+    """The energy terms exist and ``energy.params`` are parameters they take, numbers where their
+    defaults are numbers (the weights are checked on their own)."""
+    from .energies import get_energy
+    from .network_energy import EnergySpec
+
+    e = ck.get("energy")
+    if not isinstance(e, dict):
+        return
+    try:
+        for which in ("hidden", "output", "backward"):
+            if isinstance(e.get(which), str):
+                try:
+                    get_energy(e[which])
+                except ConfigError as err:
+                    raise ConfigError(f"energy.{which}: {err}") from None
+        EnergySpec(e.get("hidden", "gaussian"), e.get("output", "gaussian"), e.get("backward", "gaussian"),
+                   params=dict(e.get("params") or {}))
+    except ConfigError as err:
+        ck.problems.append(str(err))
+
+
 def _model_options(ck: _Checker, overrides: Iterable[str] | None) -> None:
     """A model option the builder does not take, set explicitly (``overrides``) or to a value other
     than the schema default, is refused (``pcjax.models.model_options``)."""
@@ -442,6 +464,7 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     ck.number("algorithm.beta_increase", 0.0)
 
     _lalr_rule(ck)
+    _energy_terms(ck)
     _energy_weights(ck, "energy.alpha", not_all_zero=True)
     _energy_weights(ck, "energy.lam", not_all_zero=False)
 
@@ -501,3 +524,176 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
         if len(ck.problems) == 1:
             raise ConfigError(ck.problems[0])
         raise ConfigError(f"{len(ck.problems)} invalid config values:\n  " + "\n  ".join(ck.problems))
+
+
+# ----------------------------------------------------------------- command-line overrides, before Hydra
+#: How a name from a plugin is chosen when it is not a config file of its group.
+_PLUGIN_CHOICE = {
+    "algorithm": "an algorithm a plugin registers (pj.register_algorithm) is a choice only once the plugin is "
+                 "loaded on the same command line: 'plugins=[my_algorithm.py]' algorithm={name}",
+    "model": "a model a plugin registers (pj.register_model) is chosen with model.name={name} "
+             "('plugins=[my_model.py]' model.name={name})",
+    "energy": "an energy term a plugin registers (pj.register_energy) is chosen per node with "
+              "energy.hidden={name} and/or energy.output={name} ('plugins=[my_energy.py]')",
+    "lalr": "a rule a plugin registers (pj.register_lalr) is chosen with lalr.rule={name} ('plugins=[my_rule.py]')",
+}
+
+
+def group_choices(group: str) -> list[str]:
+    """The config files of ``group`` (``conf/<group>/*.yaml``, shipped as ``pcjax.conf``) and the
+    choices registered with Hydra's ConfigStore (a plugin's algorithms)."""
+    import importlib.resources
+
+    from hydra.core.config_store import ConfigStore
+
+    names = set()
+    folder = importlib.resources.files("pcjax.conf") / group
+    if folder.is_dir():
+        names |= {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    stored = ConfigStore.instance().repo.get(group)
+    if isinstance(stored, dict):
+        names |= {n[:-5] for n in stored if n.endswith(".yaml")}
+    return sorted(names)
+
+
+def _config_groups() -> set[str]:
+    import importlib.resources
+
+    root = importlib.resources.files("pcjax.conf")
+    return {p.name for p in root.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__")}
+
+
+def _schema_path(path: str) -> tuple[str, str | None]:
+    """Where the dotted ``path`` lands in the schema: ``("field", None)`` for a declared key,
+    ``("free", prefix)`` for a key inside a free-form field ``prefix`` (``algorithm.params``, a list or
+    ``Any`` value), ``("unknown", None)`` for a key the schema does not declare."""
+    cls, parts = Config, path.split(".")
+    for i, part in enumerate(parts):
+        declared = _schema_fields(cls)
+        if part not in declared:
+            return "unknown", None
+        tp = declared[part]
+        if i == len(parts) - 1:
+            return "field", None
+        if not is_dataclass(tp):
+            return "free", ".".join(parts[: i + 1])
+        cls = tp
+    return "field", None
+
+
+def _unknown_key(path: str, value_text: str, added: bool) -> str:
+    close = difflib.get_close_matches(path, schema_keys(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r} ({close[0]}={value_text})?" if close else \
+        " (`pcjax train --help` lists every key)"
+    extra = "" if added else " Adding it with + would not help: the run refuses keys outside the schema."
+    return f"unknown config key {path!r} (not a field of the schema in pcjax/config.py){hint}{extra}"
+
+
+def _unknown_choice(group: str, name: str) -> str:
+    choices = group_choices(group)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    hint = f"; did you mean {group}={close[0]}?" if close else "."
+    shown = ", ".join(choices) if len(choices) <= 20 else f"{len(choices)} files in conf/{group}/"
+    msg = f"{group}={name}: no such {group} config (choices: {shown}){hint}"
+    if group in _PLUGIN_CHOICE:
+        text = _PLUGIN_CHOICE[group].format(name=name)
+        msg += f" {text[0].upper()}{text[1:]}."
+    return msg
+
+
+def _free_form_problems(pending: list, others: list[str]) -> list[str]:
+    """Overrides of keys inside free-form config nodes (``algorithm.params.k=2``, no ``+``): Hydra
+    changes only keys the composed config has, so compose it without them and name the keys the node
+    does have (with the closest one) instead of Hydra's advice to add the key with ``+``; a number
+    the node declares must stay a number."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    try:
+        if GlobalHydra.instance().is_initialized():
+            cfg = compose("config", overrides=others)
+        else:
+            with initialize_config_module(config_module="pcjax.conf", version_base=None):
+                cfg = compose("config", overrides=others)
+    except Exception:  # noqa: BLE001 - another override is wrong: Hydra reports it in its own words
+        return []
+    problems = []
+    for o in pending:
+        path = o.key_or_group
+        parent, _, leaf = path.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if not isinstance(node, DictConfig):
+            continue
+        value = o.value()
+        text = o.get_value_element_as_str()
+        if leaf in node:
+            default = node[leaf]
+            if (isinstance(default, (int, float)) and not isinstance(default, bool)
+                    and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+                problems.append(f"{path}={text}: must be a number (the default in the composed config is "
+                                f"{default!r}); e.g. {path}={default!r}")
+            continue
+        have = sorted(map(str, node.keys()))
+        owner = {"algorithm.params": f"algorithm {cfg.algorithm.label!r} (algorithm.name={cfg.algorithm.name})",
+                 "lalr.params": f"lalr.rule={cfg.lalr.rule}", "energy.params": "the chosen energy terms"}.get(parent,
+                                                                                                          parent)
+        close = difflib.get_close_matches(leaf, have, n=1, cutoff=0.6)
+        if have:
+            msg = f"{path}={text}: {leaf!r} is not a parameter that {owner} sets (it sets: {', '.join(have)})"
+            msg += f"; did you mean {parent}.{close[0]}={text}?" if close else "."
+        else:
+            msg = f"{path}={text}: {owner} sets no {parent} in its config"
+            msg += "" if parent != "algorithm.params" else " (the built-in pc, epc and bp take none)"
+            msg += "."
+        msg += (f" To pass a parameter its config does not list, write +{path}={text} (the component then checks "
+                "that it takes it)")
+        problems.append(msg)
+    return problems
+
+
+def check_overrides(overrides: Iterable[str]) -> None:
+    """Check command-line overrides before Hydra composes the configuration, so that a typo gets the
+    closest valid key (``trainer.epoch=1`` -> ``trainer.epochs``) instead of Hydra's advice to add the
+    key with ``+`` (which the schema check would then refuse), a config-group choice that does not
+    exist says how a plugin's choice is loaded, and a key inside a free-form node
+    (``algorithm.params.tauu``) names the keys that node has. Plugins must be loaded first. Raises
+    one ``ConfigError`` naming every problem; overrides Hydra cannot parse are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [str(o) for o in overrides]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports its own syntax errors
+        return
+    groups, problems, pending, others, sweeping = _config_groups(), [], [], [], False
+    for text, o in zip(overrides, parsed):
+        key = o.key_or_group
+        sweeping |= o.is_sweep_override()
+        if o.is_delete() or o.package is not None or key.startswith("hydra") or "/" in key:
+            others.append(text)
+            continue
+        if key in groups:
+            others.append(text)
+            if o.is_sweep_override():
+                try:
+                    names = list(o.sweep_string_iterator())
+                except Exception:  # noqa: BLE001 - glob(...) and the like: Hydra expands them
+                    continue
+            else:
+                names = [o.get_value_element_as_str()]
+            choices = group_choices(key)
+            problems += [_unknown_choice(key, n) for n in names if n not in choices and n != "null"]
+            continue
+        where, _ = _schema_path(key)
+        if where == "unknown":
+            problems.append(_unknown_key(key, o.get_value_element_as_str(), o.is_add() or o.is_force_add()))
+        elif where == "free" and not (o.is_add() or o.is_force_add()):
+            pending.append(o)
+            continue
+        others.append(text)
+    if pending and not sweeping and not problems:
+        problems += _free_form_problems(pending, others)
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} problems with the command line:\n  " + "\n  ".join(problems))

@@ -80,6 +80,10 @@ def initialize(mode: str = "off", *, coordinator=None, num_processes=None, proce
                       process_id=explicit["process_id"])
     try:
         jax.distributed.initialize(**kwargs)
+    except ValueError as err:  # JAX detected no cluster and no coordinator was given
+        if kwargs or "coordinator" not in str(err):
+            raise
+        raise ConfigError(_no_coordinator(mode)) from err
     except RuntimeError as err:
         raise ConfigError(
             f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {err}. "
@@ -87,6 +91,20 @@ def initialize(mode: str = "off", *, coordinator=None, num_processes=None, proce
             "that process 0 is reachable there") from err
     _state["initialised"] = True
     return True
+
+
+def _no_coordinator(mode: str) -> str:
+    why = [f"{v}={os.environ[v]}" for v in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+           if os.environ.get(v, "1") not in ("", "1", "0")]
+    task = f" and {', '.join(why)} (this process is one task of several)" if why else ""
+    reason = f"trainer.distributed={mode}{task} {'ask' if why else 'asks'} this run to join a multi-process job"
+    return (f"{reason}, but no coordinator is known: JAX detected no cluster it can join (none of the environment "
+            "of an srun or mpirun task) and trainer.coordinator is unset. Start every process with srun or mpirun "
+            "inside the job's allocation, or name the job yourself with trainer.coordinator=HOST:PORT "
+            "trainer.num_processes=N trainer.process_id=I (or PCJAX_COORDINATOR, PCJAX_NUM_PROCESSES, "
+            "PCJAX_PROCESS_ID); for a single process use trainer.distributed=off"
+            + (f" or unset {', '.join(w.split('=')[0] for w in why)}" if why else "")
+            + ". The run has not started: nothing was trained or recorded.")
 
 
 def is_writer() -> bool:

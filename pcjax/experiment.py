@@ -7,6 +7,7 @@ what ``experiments/train.py`` calls; tests call it directly without Hydra.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from .plugins import load_plugins
 from .runtime import Runtime, resolve_runtime
 from .train import TrainerConfig, fit
 
+log = logging.getLogger(__name__)
+
 
 def to_dict(cfg: Any) -> dict:
     """A plain, JSON-serialisable dict of a DictConfig, dataclass or dict config."""
@@ -44,13 +47,26 @@ def _tuple(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
+def _term_label(term: Any) -> str:
+    """``se`` for the Gaussian (squared-error) term, ``ce`` for cross-entropy, else the term's name."""
+    if term in ("gaussian", "se"):
+        return "se"
+    if term in ("cross_entropy", "ce"):
+        return "ce"
+    return term if isinstance(term, str) else getattr(term, "__name__", "custom")
+
+
 def algorithm_label(c: dict) -> str:
-    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``, ``epc-se``."""
+    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``, ``epc-se``.
+
+    The part after the first ``-`` is the output term (``se``, ``ce`` or a registered term's name,
+    ``pc-student_t``); a hidden or top-down term other than the Gaussian is appended
+    (``pc-se+hidden:student_t``; the top-down term only when the energy has top-down terms), so
+    runs with different energies never share a label."""
     a, e = c["algorithm"], c["energy"]
-    out = "ce" if e["output"] in ("cross_entropy", "ce") else "se"
+    out = _term_label(e["output"])
     if a["name"] == "bp":
-        loss = a.get("loss") or e["output"]
-        return "bp-" + ("ce" if loss in ("cross_entropy", "ce") else "se")
+        return "bp-" + _term_label(a.get("loss") or e["output"])
     lam = e["lam"] if isinstance(e["lam"], list) else [e["lam"]]
     bidir = any(float(v) != 0 for v in lam)
     if a["name"] == "pc":
@@ -60,6 +76,10 @@ def algorithm_label(c: dict) -> str:
     else:
         base = ("b" if bidir else "") + a["name"]
     label = f"{base}-{out}"
+    if _term_label(e.get("hidden", "gaussian")) != "se":
+        label += f"+hidden:{_term_label(e['hidden'])}"
+    if bidir and _term_label(e.get("backward", "gaussian")) != "se":
+        label += f"+backward:{_term_label(e['backward'])}"
     if a["name"] != "pc":  # beta is ePC's output weight, not a nudging variant
         if float(a["beta"]) != 1.0:
             label += f"+beta:{float(a['beta']):g}"
@@ -271,14 +291,16 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     option set there must be one the builder takes) and ``sweep_dir`` (from the Hydra job) name and
     group the wandb run. ``on_started`` (the command line writes Hydra's ``.hydra/`` files with it) is
     called once the run holds its directory: locked, a resume's checks passed, an earlier run's files
-    archived; a run refused before that point writes nothing."""
+    archived; a run refused before that point writes nothing. From then on the run's progress (start,
+    compilation, every epoch's metrics, the end or the error) is logged to ``run_dir/train.log``
+    (``pcjax.runs.RunLog``); a run directory that cannot be written is a ``ConfigError`` naming it."""
     import warnings
 
     from .compile_cache import enable_compile_cache
     from .config import check_schema, validate_config
     from .errors import RunInterrupted
-    from .runs import (RunLock, archive_previous_run, check_resume_config, config_fingerprint, default_run_dir,
-                       describe_error)
+    from .runs import (RunLock, RunLog, archive_previous_run, check_output_folder, check_resume_config,
+                       config_fingerprint, default_run_dir, describe_error)
 
     from .distributed import initialize, is_writer, same_on_every_process
 
@@ -303,6 +325,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     ref = c.get("reference") or {}
     meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
             "reference": ref if ref.get("value") is not None else None}
+    if writer:  # a read-only or full folder: a ConfigError naming it, before anything is written
+        check_output_folder(run_dir, "hydra.run.dir" if overrides is not None else "run_dir")
     lock = RunLock(run_dir).acquire() if writer else _NoLock()
     schedule_epochs, saved = t["epochs"], None
     if resume_dir is not None:  # refusing leaves the run's files as they are
@@ -319,11 +343,16 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             lock.release()
             raise
     tracker, started = None, resume_dir is None and writer  # a resumed run's record changes once fit() runs
+    run_log = None
     try:
         if resume_dir is None and writer:
             archive_previous_run(run_dir)
         if on_started is not None and writer:
             on_started()
+        if writer:
+            run_log = RunLog(run_dir).start()
+            log.info("%s %s in %s%s", "resuming" if resume_dir is not None else "starting", name, run_dir,
+                     f" (overrides: {' '.join(overrides)})" if overrides else "")
         meta["checkpoint_meta"] = {"config": saved or c,
                                    "config_fingerprint": config_fingerprint(saved or c),
                                    "schedule_epochs": schedule_epochs, "target_epochs": t["epochs"]}
@@ -356,13 +385,17 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         tracker.start(c, run_dir)
         started = writer
         _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+        log.info("complete: %s", summary_line({**record, "run_dir": str(run_dir)}))
     except KeyboardInterrupt as err:
         done, within = _checkpointed_epochs(run_dir), _within_epoch(run_dir)
+        log.warning("interrupted (checkpointed epochs: %d%s)", done,
+                    "" if within is None else f", within-epoch checkpoint: {within[1]} chunks of epoch {within[0]}")
         if started:
             extra = {} if within is None else {"within_epoch": {"epoch": within[0], "chunks": within[1]}}
             _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done, **extra})
         raise RunInterrupted(str(run_dir), done, within) from err
     except Exception as err:
+        log.error("%s: %s", type(err).__name__, err)
         if started and not _refused_resume(err, resume_dir):
             _mark(run_dir, "failed", meta, error=describe_error(err))
         raise
@@ -371,6 +404,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             if tracker is not None:
                 tracker.finish(None)
         finally:
+            if run_log is not None:
+                run_log.stop()
             lock.release()
     record["run_dir"] = str(run_dir)
     return record

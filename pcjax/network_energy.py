@@ -59,6 +59,25 @@ class EnergySpec:
                 raise ConfigError(f"energy.params {unknown} are not parameters of the energy terms "
                                   f"{self.hidden!r}/{self.output!r}/{self.backward!r} (they accept: "
                                   f"{', '.join(sorted(accepted)) or 'none'})")
+            self._check_numbers(params)
+
+    def _check_numbers(self, params: dict) -> None:
+        """A parameter whose default is a number must be given a number (a string reached the term's
+        maths as a raw TypeError at trace time)."""
+        for key, value in sorted(params.items()):
+            if not (value is None or isinstance(value, (str, bytes, bool, dict))):
+                continue
+            for which in ("hidden", "output", "backward"):
+                name = getattr(self, which)
+                try:
+                    default = inspect.signature(get_energy(name)).parameters[key].default
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if isinstance(default, (int, float)) and not isinstance(default, bool):
+                    shown = name if isinstance(name, str) else getattr(name, "__name__", repr(name))
+                    raise ConfigError(f"energy.params.{key}={value!r} must be a number: it is the parameter {key!r} "
+                                      f"of the energy term {shown!r} (energy.{which}), default {default!r}. Set it "
+                                      f"to a number, e.g. +energy.params.{key}={default!r} on the command line")
 
     @property
     def bidirectional(self) -> bool:

@@ -32,7 +32,7 @@ from types import ModuleType
 
 from .errors import ConfigError
 
-__all__ = ["load_plugin", "load_plugins", "plugins_from_overrides"]
+__all__ = ["load_plugin", "load_plugins", "plugins_from_overrides", "bracket_plugins"]
 
 
 def _is_path(entry: str) -> bool:
@@ -81,11 +81,49 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+def _failure(entry: str, path: str | None, err: Exception) -> ConfigError:
+    """One paragraph for a plugin that could not be imported: the plugin, the file and line where it
+    failed, what went wrong and the fix (nothing has run or been written yet)."""
+    import linecache
+    import traceback
+
+    where, line = path, None
+    if isinstance(err, SyntaxError) and err.filename:
+        where, line = err.filename, err.lineno
+    else:
+        frames = traceback.extract_tb(err.__traceback__)
+        target = Path(path).resolve() if path else None
+        own = [f for f in frames if target is not None and Path(f.filename).resolve() == target]
+        outside = [f for f in frames if "importlib" not in f.filename and "<frozen" not in f.filename]
+        frame = (own or outside or frames or [None])[-1]
+        if frame is not None:
+            where, line = frame.filename, frame.lineno
+    location = f"{where}, line {line}" if line else str(where or entry)
+    code = (err.text or "").strip() if isinstance(err, SyntaxError) else \
+        (linecache.getline(where, line).strip() if where and line else "")
+    shown = f" (`{code}`)" if code else ""
+    nothing = "Nothing has run and no run directory was written."
+    if isinstance(err, SyntaxError):
+        return ConfigError(f"plugin {entry!r} has a syntax error at {location}{shown}: {err.msg}. Fix the file "
+                           f"(python -m py_compile {where} checks it) and run the command again. {nothing}")
+    if isinstance(err, ImportError):
+        missing = getattr(err, "name", None)
+        fix = (f"install it into the environment that runs pcjax ({sys.executable} -m pip install "
+               f"<the package that provides {missing!r}>) or fix the import" if missing else "fix the import")
+        return ConfigError(f"plugin {entry!r} failed to import at {location}{shown}: {err}. The plugin needs a "
+                           f"module this Python cannot import: {fix}. {nothing}")
+    if isinstance(err, ConfigError):  # e.g. a name another component already registered
+        return ConfigError(f"plugin {entry!r}, at {location}{shown}: {err} {nothing}")
+    return ConfigError(f"plugin {entry!r} raised {type(err).__name__} at {location}{shown} while being imported: "
+                       f"{err}. Fix the plugin (run python {where} to see the full traceback). {nothing}")
+
+
 def load_plugin(entry: str) -> ModuleType:
     """Import one plugin: a dotted module name or the path of a ``.py`` file; returns the module.
 
-    Raises ``ConfigError`` when the module or file does not exist; errors raised while the plugin
-    itself executes propagate unchanged.
+    Raises ``ConfigError`` when the module or file does not exist, and when the plugin fails while it
+    is imported (a syntax error, a missing dependency, a name already registered, any exception): the
+    message names the plugin, the file and line and the fix; the original exception is its cause.
     """
     entry = str(entry).strip()
     if not entry:
@@ -97,7 +135,10 @@ def load_plugin(entry: str) -> ModuleType:
         path = Path(entry).expanduser().resolve()
         if not path.is_file():
             raise ConfigError(f"plugins: file {entry!r} not found (looked at {path})")
-        return _import_file(path)
+        try:
+            return _import_file(path)
+        except Exception as err:  # noqa: BLE001 - named with the file and line, not a traceback
+            raise _failure(entry, str(path), err) from err
     try:
         return importlib.import_module(entry)
     except ModuleNotFoundError as err:
@@ -106,7 +147,17 @@ def load_plugin(entry: str) -> ModuleType:
                 f"plugins: module {entry!r} not found; give a dotted module name importable from "
                 f"the working directory ({cwd}) or the path of a .py file"
             ) from None
-        raise
+        raise _failure(entry, _origin(entry), err) from err
+    except Exception as err:  # noqa: BLE001
+        raise _failure(entry, _origin(entry), err) from err
+
+
+def _origin(module: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # noqa: BLE001
+        return None
+    return spec.origin if spec is not None else None
 
 
 def load_plugins(entries: Iterable[str] | str | None) -> list[ModuleType]:
@@ -134,3 +185,16 @@ def plugins_from_overrides(overrides: Iterable[str]) -> list[str]:
             value = value[1:-1]
         entries += [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
     return entries
+
+
+def bracket_plugins(overrides: Iterable[str]) -> list[str]:
+    """``overrides`` with a ``plugins=a.py`` (or ``plugins=a.py,b``) override written as the list Hydra
+    expects, ``plugins=[a.py]``: the config field is a list, and a bare value is one entry."""
+    out = []
+    for arg in overrides:
+        key, sep, value = str(arg).partition("=")
+        if sep and key.lstrip("+~") == "plugins" and not key.startswith("~") and value.strip() \
+                and not value.strip().startswith("["):
+            arg = f"{key}=[{value.strip()}]"
+        out.append(arg)
+    return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -75,7 +76,11 @@ def read_record(run_dir: str | Path) -> dict | None:
 
 #: Files of a run that a fresh run in the same directory would overwrite or append to (``.hydra``:
 #: the command line's copy of the run's configuration and overrides).
-RUN_FILES = (RECORD, "metrics.jsonl", "latest", "partial.pcjax", ".hydra")
+RUN_FILES = (RECORD, "metrics.jsonl", "latest", "partial.pcjax", ".hydra", "train.log")
+
+#: The run's log (Python ``logging`` of the ``pcjax`` loggers: start, compilation, every epoch's
+#: metrics, checkpoints, the end or the error), written by :class:`RunLog`.
+LOG = "train.log"
 
 
 def archive_previous_run(run_dir: str | Path) -> Path | None:
@@ -439,3 +444,104 @@ def sweep_summary(sweep_dir: str | Path) -> tuple[str, int]:
         lines.append(f"  {Path(f['dir']).name} [{' '.join(map(str, f['overrides']))}] {f['status']}: {first}")
         lines.append(f"    record: {Path(f['dir']) / RECORD}")
     return "\n".join(lines), len(failures)
+
+
+#: errno values of a write that failed because of the folder or the disk, not the program.
+FULL_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def is_write_error(err: BaseException, folder: str | Path | None = None) -> bool:
+    """Whether ``err`` is an OSError of a write that failed because of the disk or the folder: a
+    read-only or full file system anywhere, no permission to write inside ``folder``."""
+    if not isinstance(err, OSError):
+        return False
+    if err.errno in FULL_ERRNOS:
+        return True
+    if err.errno not in (errno.EACCES, errno.EPERM) or folder is None or not err.filename:
+        return False
+    try:
+        Path(os.fsdecode(err.filename)).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _cause(err: OSError) -> str:
+    return {errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "the disk quota is used up", errno.EACCES: "no permission to write there",
+            errno.EPERM: "no permission to write there", errno.ENOTDIR: "a part of the path is a file, not a folder",
+            errno.ENOENT: "a part of the path cannot be created there",
+            errno.EEXIST: "a file is in the way of a folder"}.get(err.errno, err.strerror or str(err))
+
+
+def check_output_folder(folder: str | Path, setting: str = "hydra.run.dir") -> None:
+    """Create ``folder`` (as Hydra is about to) and write and delete a small probe file in it; a
+    ``ConfigError`` naming the folder, the cause and the fix when that fails (read-only, full, no
+    permission, a file in the way), before anything of the run is written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pcjax-write-check-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(write_error_message(err, folder, setting=setting, started=False)) from err
+
+
+def write_error_message(err: OSError, folder: str | Path | None, *, setting: str = "hydra.run.dir",
+                        started: bool = True, resume: str | None = None) -> str:
+    """One paragraph for a write that failed (``err``) in the output ``folder``: the file, the cause,
+    the fix, and what is kept."""
+    target = err.filename or folder
+    fix = (f"free space on that disk, or send the run elsewhere with {setting}=DIR (a folder you can write)"
+           if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+           f"choose a folder you can write with {setting}=DIR (or make {folder or target} writable)")
+    if not started:
+        kept = "Nothing was trained or recorded."
+    elif resume:
+        kept = ("The record and the checkpoints written before the failure are intact (each is written to a "
+                f"temporary file and then renamed); once fixed, continue the run with:\n  {resume}")
+    else:
+        kept = ("The files written before the failure are intact (each is written to a temporary file and then "
+                "renamed); no epoch had been checkpointed yet, so run the command again once fixed.")
+    return f"cannot write {target}: {_cause(err)} ({err.strerror or err}). To fix: {fix}. {kept}"
+
+
+class RunLog:
+    """``run_dir/train.log`` receives the ``pcjax`` loggers' records (INFO and above) while the run
+    holds its directory: opened once the lock is held and an earlier run's files are archived (a
+    resumed run appends to its log), closed when the run ends. The console is left to the caller's
+    logging configuration (the command line shows warnings only: the progress bar is the console's)."""
+
+    FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOG
+        self.handler: logging.Handler | None = None
+        self.level = logging.NOTSET
+
+    def start(self) -> "RunLog":
+        """Attach the file handler to the ``pcjax`` logger (INFO records are made while it is attached)."""
+        logger = logging.getLogger("pcjax")
+        self.handler = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+        self.handler.setLevel(logging.INFO)
+        self.handler.setFormatter(logging.Formatter(self.FORMAT))
+        self.level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self.handler)
+        return self
+
+    def stop(self) -> None:
+        """Detach and close the handler; the logger's level is restored."""
+        if self.handler is None:
+            return
+        logger = logging.getLogger("pcjax")
+        logger.removeHandler(self.handler)
+        logger.setLevel(self.level)
+        self.handler.close()
+        self.handler = None

@@ -23,6 +23,7 @@ from ``fit`` being called to the first step (data placement included).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import sys
 import time
@@ -40,6 +41,8 @@ import numpy as np
 from .data import ArrayDataset, split_validation
 from .data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation, eval_batches, normalize
 from .errors import ConfigError, DivergenceError
+
+log = logging.getLogger(__name__)
 
 
 LOOPS = ("auto", "scan", "step")
@@ -197,16 +200,17 @@ class _Compiled:
         self.prep_eval = prep_eval
 
 
-def _first_nonfinite(metrics: dict, bad: int) -> str:
+def _first_nonfinite(metrics: dict, bad: int) -> tuple[str, int | None]:
+    """Where the first non-finite value of step ``bad`` is, and its inference step (None without a trace)."""
     trace = metrics.get("layer_energy")
     if trace is None:
-        return "the loss"
+        return "the loss", None
     t_bad = np.asarray(trace[bad])
     idx = np.argwhere(~np.isfinite(t_bad))
     if idx.size == 0:
-        return "the energy"
+        return "the energy", None
     t, layer = idx[0]
-    return f"inference step {int(t)} at layer {int(layer) + 1}"
+    return f"inference step {int(t)} at layer {int(layer) + 1}", int(t)
 
 
 def _epoch_plan(base_key, epoch, *, n: int, batch_size: int, n_chunks: int, K: int):
@@ -268,6 +272,10 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         summary["compile_seconds"] = compile_seconds
     if summary.get("time_to_first_step_seconds") is None:  # data placement + compilation
         summary["time_to_first_step_seconds"] = time.perf_counter() - t_start
+    log.info("%d training examples in %d batches of %d per epoch (%d validation, %d test); data on %s, loop %s; "
+             "compiled in %.2f s%s", train.train_x.shape[0], layout.nb, cfg.batch_size, val_x.shape[0],
+             data.test_x.shape[0], placement, loop, compile_seconds,
+             f"; continuing at epoch {start_epoch + 1}" if start_epoch or partial is not None else "")
 
     bar = None
     if cfg.progress:
@@ -290,7 +298,11 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
                                          after_chunk=saver)
         seconds = before + time.perf_counter() - t_epoch
         if dead:
-            divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold)
+            from .algorithms.bp import Backprop
+
+            divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold,
+                                                      backprop=isinstance(algorithm, Backprop),
+                                                      first_epoch=epoch == 0 and not record.get("resumes"))
             record["status"], record["divergence"] = "diverged", divergence
             store.write_record(record)
             if bar is not None:
@@ -301,6 +313,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         record["inference_trace"] = None if trace is None else trace.tolist()
         _summarise(record)
         store.save(state, record, epoch + 1)
+        log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, _epoch_text(entry))
         if tracker is not None:
             logged = {k: v for k, v in entry.items() if k != "epoch"}
             if trace is not None:  # per-layer energy at every inference step (a table + plot in wandb)
@@ -558,26 +571,70 @@ class _PartialSaver:
         self.last = time.perf_counter()
 
 
-def describe_divergence(metrics: dict, epoch: int, threshold: float | None) -> tuple[dict, str]:
+def _epoch_text(entry: dict) -> str:
+    """The scalar metrics of an epoch's record entry, one line (``train_loss=0.0412 ... seconds=0.21``)."""
+    parts = []
+    for key, value in entry.items():
+        if key == "epoch" or isinstance(value, (list, dict)) or value is None:
+            continue
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+def describe_divergence(metrics: dict, epoch: int, threshold: float | None, *, backprop: bool = False,
+                        first_epoch: bool | None = None) -> tuple[dict, str]:
     """Where the first bad step of an epoch went wrong (``{"epoch", "batch", "where"}``) and the
-    DivergenceError message naming it and the fix."""
+    DivergenceError message naming it and the fix. ``backprop``: the algorithm is backprop (a loss,
+    no inference, one learning rate). ``first_epoch``: ``epoch`` is the run's first (default: epoch
+    0), so its batch 0 ran on the initial weights. A non-finite value that no rate can have caused (the
+    run's first step, or inference step 0, where the latents are still the feed-forward pass's) is
+    blamed on the data or the energy, not on the learning rates."""
     mask, finite = metrics["valid"], metrics["finite"]
     bad = int(np.argmax(mask & ~finite))
+    first_step = bad == 0 and (epoch == 0 if first_epoch is None else first_epoch)
     values = {k: float(metrics[k][bad]) for k in ("energy", "loss")}
+    kept = ("Training stopped; the last good checkpoint and record (end of the previous epoch) are kept."
+            if epoch > 0 else "Training stopped in the first epoch; the record is marked diverged.")
+    data = ("the data (NaN or infinite inputs; a normalisation whose standard deviation is 0 divides by 0: "
+            "check the dataset's mean and std)")
+    step_t = None
     if all(math.isfinite(v) for v in values.values()):  # finite, but beyond the threshold
         key, value = max(values.items(), key=lambda kv: abs(kv[1]))
+        key = "loss" if backprop else key  # backprop's energy is its loss
         where = f"the {key} reached {value:.3g}"
         what = (f"the {key} reached {value:.3g}, beyond trainer.divergence_threshold={threshold:g}, "
                 f"in epoch {epoch + 1}, batch {bad}")
         hint = " (raise trainer.divergence_threshold if such values are expected)"
     else:
-        where = _first_nonfinite(metrics, bad)
-        what = f"the energy became non-finite in epoch {epoch + 1}, batch {bad}, {where}"
+        where, step_t = _first_nonfinite(metrics, bad)
+        noun = "loss" if backprop else "energy"
+        what = f"the {noun} became non-finite in epoch {epoch + 1}, batch {bad}" + (
+            "" if where == f"the {noun}" else f", {where}")
         hint = ""
-    message = (f"{what}. Training stopped; the last good checkpoint and record (end of the previous epoch) are "
-               "kept. Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
+    if backprop:
+        if first_step and not hint:
+            fix = (f"This is the run's first step, before any weight update: the initial network's loss is "
+                   f"already non-finite, so no learning rate is the cause. Check {data} and the loss "
+                   "(algorithm.loss, or energy.output when unset).")
+        else:
+            fix = ("Backprop has no inference (algorithm.latent.lr and algorithm.T do not apply): try a smaller "
+                   "weight learning rate (optim.lr) or clip the gradient (optim.grad_clip=1.0), and check the loss "
+                   f"(algorithm.loss, or energy.output when unset){hint}.")
+        return {"epoch": epoch + 1, "batch": bad, "where": where}, f"{what}. {kept} {fix}"
+    if step_t == 0 and first_step:
+        fix = ("At inference step 0 of the run's first batch no learning rate has acted yet: the latents are the "
+               "feed-forward values of the initial weights. So the cause is the input or the energy, not a rate: "
+               f"check {data}, the energy terms and their parameters (energy.hidden, energy.output, "
+               "energy.backward, energy.params: a custom term must be finite where prediction and value agree) and "
+               "algorithm.beta.")
+    elif step_t == 0:
+        fix = ("At inference step 0 the latents are still this batch's feed-forward values, so the inference rate "
+               "is not the cause: the weights after the previous update are (try a smaller weight lr, optim.lr, or "
+               f"clip the gradient, optim.grad_clip=1.0), or this batch's data: check {data}.")
+    else:
+        fix = ("Try a smaller inference rate (algorithm.latent.lr) or fewer inference steps, or a smaller "
                f"weight lr{hint}.")
-    return {"epoch": epoch + 1, "batch": bad, "where": where}, message
+    return {"epoch": epoch + 1, "batch": bad, "where": where}, f"{what}. {kept} {fix}"
 
 
 def _accuracy(compiled, state, dev: dict, split: str) -> float:

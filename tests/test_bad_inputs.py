@@ -364,3 +364,311 @@ def test_resume_true_with_nothing_to_resume_says_it_starts_fresh(tmp_path):
     with pytest.warns(UserWarning, match=r"trainer.resume=true: no checkpoint in .*starting a fresh run"):
         record = run_experiment(c, run_dir=tmp_path / "runs" / "a")
     assert record["status"] == "complete" and "resumes" not in record
+
+
+# =========================================================== errors that name the real cause
+# ------------------------------------------------------- command-line overrides, before Hydra
+def test_cli_typo_without_plus_gets_the_closest_key_not_hydras_plus_advice(tmp_path):
+    """Hydra said "Could not override 'trainer.epoch' ... To append to your config use +trainer.epoch=1"
+    (the wrong fix: the schema check then refuses it) and had no did-you-mean."""
+    proc = _cli(["trainer.epoch=1", "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "unknown config key 'trainer.epoch'" in proc.stderr
+    assert "did you mean 'trainer.epochs' (trainer.epochs=1)?" in proc.stderr
+    assert "To append to your config use +" not in proc.stderr and "Could not override" not in proc.stderr
+    assert not list(tmp_path.rglob("*.json")) and not (tmp_path / "outputs").exists()  # nothing written
+
+
+def test_overrides_are_checked_against_the_schema_before_composition():
+    from pcjax.config import check_overrides
+
+    check_overrides(["trainer.epochs=1", "algorithm=pcalm", "algorithm.params.rho=2", "+lalr.params.x=1",
+                     "seed=0,1", "hydra.run.dir=x", "experiment=mnist_mlp_pc_se", "~seed"])  # all fine
+    with pytest.raises(pj.ConfigError) as err:
+        check_overrides(["optim.lrr=1e-3", "modle.width=3"])
+    msg = str(err.value)
+    assert "2 problems" in msg and "did you mean 'optim.lr'" in msg and "did you mean 'model.width'" in msg
+
+
+def test_algorithm_param_typo_names_the_algorithms_parameters():
+    """`algorithm.params.tauu=1` got Hydra's "use +algorithm.params.tauu": name the parameters the
+    algorithm's config sets, with the closest one."""
+    from pcjax.config import check_overrides
+
+    with pytest.raises(pj.ConfigError) as err:
+        check_overrides(["algorithm=pcalm", "algorithm.params.rhoo=2"])
+    msg = str(err.value)
+    for fragment in ("algorithm.params.rhoo=2", "'rhoo' is not a parameter", "algorithm 'pc-alm'",
+                     "it sets: dual_lr, rho", "did you mean algorithm.params.rho=2?"):
+        assert fragment in msg, msg
+    with pytest.raises(pj.ConfigError, match=r"algorithm 'bpc' \(algorithm.name=pc\) sets no algorithm.params.*"
+                                             r"the built-in pc, epc and bp take none"):
+        check_overrides(["algorithm.params.tauu=1"])
+    with pytest.raises(pj.ConfigError, match=r"algorithm.params.rho=abc: must be a number.*1.0"):
+        check_overrides(["algorithm=pcalm", "algorithm.params.rho=abc"])
+
+
+def test_plugin_algorithm_without_its_plugin_says_how_to_load_it(monkeypatch):
+    from conftest import isolated_registries
+    from hydra.core.config_store import ConfigStore
+
+    from pcjax.config import check_overrides
+    from pcjax.plugins import load_plugins
+
+    stored = ConfigStore.instance().repo.setdefault("algorithm", {})
+    monkeypatch.delitem(stored, "pc_every_k.yaml", raising=False)  # as in a fresh process
+    with pytest.raises(pj.ConfigError) as err:
+        check_overrides(["algorithm=pc_every_k"])
+    msg = str(err.value)
+    for fragment in ("algorithm=pc_every_k: no such algorithm config", "bpc", "pcalm",
+                     "'plugins=[my_algorithm.py]' algorithm=pc_every_k", "pj.register_algorithm"):
+        assert fragment in msg, msg
+    with pytest.raises(pj.ConfigError, match="did you mean algorithm=pcalm"):
+        check_overrides(["algorithm=pcalmm"])
+    with isolated_registries(monkeypatch, root_on_path=False):
+        load_plugins(["examples/every_k.py"])
+        check_overrides(["algorithm=pc_every_k", "algorithm.params.k=4"])  # loaded: a choice
+        with pytest.raises(pj.ConfigError, match=r"algorithm.params.k=abc: must be a number.*default.*2"):
+            check_overrides(["algorithm=pc_every_k", "algorithm.params.k=abc"])  # was a raw TypeError
+
+
+def test_plugins_without_brackets_is_a_one_entry_list(tmp_path):
+    """The docs accept `plugins=a.py`; Hydra refused it (a str is not a list)."""
+    from pcjax.plugins import bracket_plugins
+
+    assert bracket_plugins(["plugins=a.py", "+plugins=b,c", "plugins=[d]", "seed=1"]) == \
+        ["plugins=[a.py]", "+plugins=[b,c]", "plugins=[d]", "seed=1"]
+    plugin = ROOT / "examples" / "huber_energy.py"
+    proc = _cli([f"plugins={plugin}", "energy.hidden=huber", "algorithm=pc", "trainer.epochs=1",
+                 "trainer.progress=false", "model.width=16", "model.depth=1", "algorithm.T=2",
+                 "dataset.limit_train=256", "dataset.limit_test=100", "tracking.backends=[jsonl]"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["algorithm"] == "pc-se+hidden:huber"
+
+
+# ------------------------------------------------------------ a plugin that fails to import
+PLUGIN_FAILURES = [
+    ("syntax.py", "import pcjax\n\ndef f(:\n    pass\n",
+     ["plugin", "syntax.py", "has a syntax error at", "line 3", "def f(:", "Fix the file", "py_compile"]),
+    ("missing_dep.py", "import os\nimport a_module_that_does_not_exist_xyz\n",
+     ["missing_dep.py", "failed to import at", "line 2", "import a_module_that_does_not_exist_xyz",
+      "No module named 'a_module_that_does_not_exist_xyz'", "pip install"]),
+    ("duplicate.py", "import pcjax as pj\n\n\npj.register_model('mlp', lambda *a, **k: None)\n",
+     ["duplicate.py", "line 4", "model 'mlp' is already registered", "Choose another name", "overwrite=True"]),
+    ("raises.py", "x = 1\nraise ValueError('bad setting')\n",
+     ["raises.py", "raised ValueError at", "line 2", "bad setting", "Fix the plugin"]),
+]
+
+
+@pytest.mark.parametrize("name,source,fragments", PLUGIN_FAILURES, ids=[n for n, _, _ in PLUGIN_FAILURES])
+def test_plugin_that_fails_to_import_names_the_file_line_and_fix(name, source, fragments, tmp_path, monkeypatch):
+    """A plugin with a syntax error or a missing dependency was a raw traceback; a duplicate
+    registration did not name the plugin."""
+    from conftest import isolated_registries
+
+    from pcjax.plugins import load_plugin
+
+    plugin = tmp_path / name
+    plugin.write_text(source)
+    with isolated_registries(monkeypatch, root_on_path=False):
+        before = dict(pj.models.MODELS)
+        with pytest.raises(pj.ConfigError) as err:
+            load_plugin(str(plugin))
+        assert pj.models.MODELS == before  # nothing registered or replaced
+    msg = str(err.value)
+    for fragment in fragments:
+        assert fragment in msg, msg
+    assert "Nothing has run" in msg and err.value.__cause__ is not None
+
+
+def test_cli_plugin_syntax_error_is_one_paragraph(tmp_path):
+    plugin = tmp_path / "broken_plugin.py"
+    plugin.write_text("def f(:\n")
+    proc = _cli([f"plugins=[{plugin}]", "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"has a syntax error at {plugin}, line 1" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+# -------------------------------------------------------------- a non-numeric plugin parameter
+def test_non_numeric_energy_parameter_is_refused_at_start_up(tmp_path, monkeypatch):
+    """`+energy.params.delta=abc` for a plugin's Huber term was a raw TypeError at trace time."""
+    from conftest import isolated_registries
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        c = tiny()
+        c.plugins = ["examples/huber_energy.py"]
+        c.energy.hidden, c.energy.params = "huber", {"delta": "abc"}
+        with pytest.raises(pj.ConfigError) as err:
+            run_experiment(c, run_dir=tmp_path / "run")
+    msg = str(err.value)
+    for fragment in ("energy.params.delta='abc' must be a number", "energy term 'huber' (energy.hidden)",
+                     "default 0.05", "+energy.params.delta=0.05"):
+        assert fragment in msg, msg
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_energy_term_is_refused_before_the_run_starts(tmp_path):
+    c = tiny()
+    c.energy.hidden = "hubber"
+    with pytest.raises(pj.ConfigError, match=r"energy.hidden: unknown energy term 'hubber'.*gaussian"):
+        run_experiment(c, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------- non-finite values nobody's rate could cause
+def _nan_term(pred, value):
+    import jax.numpy as jnp
+
+    return jnp.sum((value - pred) ** 2, axis=tuple(range(1, pred.ndim))) * jnp.nan
+
+
+def test_nan_energy_at_step_0_of_batch_0_is_blamed_on_the_energy_not_the_rates(tmp_path, monkeypatch):
+    """A user energy that is NaN at the feed-forward point was blamed on the learning rates; at
+    inference step 0 of the first batch no rate has acted."""
+    from conftest import isolated_registries
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        pj.register_energy("nan_term", _nan_term)
+        c = tiny()
+        c.energy.hidden = "nan_term"
+        with pytest.raises(pj.DivergenceError) as err:
+            run_experiment(c, run_dir=tmp_path)
+    msg = str(err.value)
+    for fragment in ("epoch 1, batch 0, inference step 0", "no learning rate has acted",
+                     "the cause is the input or the energy, not a rate", "energy.hidden",
+                     "a custom term must be finite"):
+        assert fragment in msg, msg
+    assert "Try a smaller inference rate" not in msg
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "diverged" and record["divergence"]["batch"] == 0
+
+
+def test_nan_normalisation_at_the_first_step_points_at_the_data(tmp_path, monkeypatch):
+    import dataclasses
+
+    import pcjax.experiment as experiment
+
+    real = experiment.load_dataset
+
+    def zero_std(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), std=(0.0,))  # x / 0: inf and nan inputs
+
+    monkeypatch.setattr(experiment, "load_dataset", zero_std)
+    with pytest.raises(pj.DivergenceError) as err:
+        run_experiment(tiny(), run_dir=tmp_path)
+    msg = str(err.value)
+    for fragment in ("batch 0, inference step 0", "no learning rate has acted", "standard deviation is 0"):
+        assert fragment in msg, msg
+    assert json.loads((tmp_path / "record.json").read_text())["status"] == "diverged"
+
+
+def test_backprop_divergence_names_the_weight_rate_and_the_loss_not_inference(tmp_path):
+    """A BP run that diverged was told about the energy and algorithm.latent.lr."""
+    c = tiny()
+    c.algorithm.name, c.algorithm.label, c.optim.lr = "bp", "bp", 1e5
+    with pytest.raises(pj.DivergenceError) as err:
+        run_experiment(c, run_dir=tmp_path / "lr")
+    msg = str(err.value)
+    for fragment in ("the loss reached", "Backprop has no inference", "optim.lr", "optim.grad_clip", "algorithm.loss"):
+        assert fragment in msg, msg
+    assert "Try a smaller inference rate" not in msg and "the energy" not in msg
+    assert json.loads((tmp_path / "lr" / "record.json").read_text())["status"] == "diverged"
+
+
+def test_backprop_nan_loss_at_the_first_step_is_not_blamed_on_a_rate(tmp_path, monkeypatch):
+    from conftest import isolated_registries
+
+    with isolated_registries(monkeypatch, root_on_path=False):
+        pj.register_energy("nan_term", _nan_term)
+        c = tiny()
+        c.algorithm.name, c.energy.output = "bp", "nan_term"
+        with pytest.raises(pj.DivergenceError) as err:
+            run_experiment(c, run_dir=tmp_path)
+    msg = str(err.value)
+    for fragment in ("the loss became non-finite in epoch 1, batch 0.", "before any weight update",
+                     "no learning rate is the cause", "energy.output"):
+        assert fragment in msg, msg
+
+
+# ---------------------------------------------------------- read-only or full output folder
+_READ_ONLY_PLUGIN = """
+import errno
+import pathlib
+
+_mkdir = pathlib.Path.mkdir
+
+
+def mkdir(self, *args, **kwargs):  # stands in for a folder on a read-only file system
+    if str(self).startswith({root!r}):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+    return _mkdir(self, *args, **kwargs)
+
+
+pathlib.Path.mkdir = mkdir
+"""
+
+
+def test_cli_read_only_output_folder_is_one_paragraph(tmp_path):
+    ro = tmp_path / "readonly"
+    plugin = tmp_path / "ro_plugin.py"
+    plugin.write_text(_READ_ONLY_PLUGIN.format(root=str(ro)))
+    proc = _cli([f"plugins=[{plugin}]", f"hydra.run.dir={ro}/run", "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for fragment in (f"cannot write {ro}/run", "the file system is read-only", "hydra.run.dir=DIR",
+                     "Nothing was trained or recorded"):
+        assert fragment in proc.stderr, proc.stderr
+    assert not ro.exists()
+
+
+def test_read_only_run_dir_in_python_is_a_config_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(tiny(), run_dir=blocker / "run")
+    assert f"cannot write {blocker / 'run'}" in str(err.value) and "run_dir=DIR" in str(err.value)
+
+
+def test_cli_full_disk_mid_run_names_the_file_and_keeps_the_checkpoints(tmp_path):
+    """A full disk during a run was a raw traceback; now: the file, the cause, the fix, and the
+    resume command; the record and the checkpoints already written are intact."""
+    plugin = tmp_path / "full_disk_plugin.py"
+    plugin.write_text("import errno\nfrom pcjax import tracking\n\n\nclass Full:\n    def __init__(self, **_): pass\n"
+                      "    def start(self, config, run_dir): self.run_dir = run_dir\n"
+                      "    def log(self, metrics, step):\n"
+                      "        if step == 2:\n"
+                      "            raise OSError(errno.ENOSPC, 'No space left on device', "
+                      "str(self.run_dir) + '/metrics.jsonl')\n"
+                      "    def finish(self, summary=None): pass\n\n\n"
+                      "tracking.BACKENDS['full'] = Full\n")
+    run = tmp_path / "run"
+    proc = _cli([f"plugins=[{plugin}]", "tracking.backends=[full]", f"hydra.run.dir={run}", "trainer.epochs=3",
+                 "trainer.progress=false", "algorithm=pc", "model.width=16", "model.depth=1", "algorithm.T=2",
+                 "dataset.limit_train=256", "dataset.limit_test=100"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for fragment in (f"cannot write {run}/metrics.jsonl", "the disk is full", "free space on that disk",
+                     "hydra.run.dir=DIR", "checkpoints written before the failure are intact",
+                     f"trainer.resume={run}"):
+        assert fragment in proc.stderr, proc.stderr
+    record = json.loads((run / "record.json").read_text())
+    assert record["status"] == "failed" and len(record["epochs"]) == 2 and "No space left" in record["error"]
+    assert (run / "ckpt_00002.pcjax").exists() and (run / "latest").read_text().strip() == "ckpt_00002.pcjax"
+
+
+# ------------------------------------------------------- a multi-process run without a coordinator
+@pytest.mark.parametrize("args,env,fragments", [
+    (["trainer.distributed=on"], {}, ["trainer.distributed=on asks this run to join a multi-process job",
+                                      "trainer.coordinator=HOST:PORT", "trainer.distributed=off"]),
+    (["trainer.distributed=auto"], {"SLURM_NTASKS": "2"}, ["trainer.distributed=auto and SLURM_NTASKS=2", "srun",
+                                                           "unset SLURM_NTASKS"]),
+], ids=["distributed=on", "SLURM_NTASKS=2"])
+def test_cli_multi_process_without_a_coordinator_is_one_paragraph(args, env, fragments, tmp_path, monkeypatch):
+    """Was a raw `ValueError: coordinator_address should be defined.` traceback."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    proc = _cli([*args, "trainer.progress=false"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+    assert "nothing was trained or recorded" in proc.stderr and not list(tmp_path.rglob("record.json"))

@@ -127,7 +127,7 @@ def test_every_command_line_in_the_docs_composes(monkeypatch):
 
     from conftest import isolated_registries
 
-    from pcjax.config import check_schema, register_configs, validate_config
+    from pcjax.config import check_overrides, check_schema, register_configs, validate_config
     from pcjax.experiment import build
     from pcjax.plugins import load_plugins, plugins_from_overrides
 
@@ -147,6 +147,7 @@ def test_every_command_line_in_the_docs_composes(monkeypatch):
         for line in lines:
             args = [_first_value(a) for a in shlex.split(line) if not a.startswith(skip)]
             load_plugins(plugins_from_overrides(args))
+            check_overrides(args)  # the command line's own check before Hydra: no false alarm on a documented line
             c = OmegaConf.to_container(compose("config", overrides=args), resolve=True)
             _build(build, c)
         for name in experiments:

@@ -62,8 +62,9 @@ def test_plugin_errors_are_clear(tmp_path):
         load_plugin("no_such_plugin_module")
     broken = tmp_path / "broken.py"
     broken.write_text("import a_module_that_does_not_exist_xyz\n")
-    with pytest.raises(ModuleNotFoundError, match="a_module_that_does_not_exist_xyz"):
-        load_plugin(str(broken))
+    with pytest.raises(pj.ConfigError, match="a_module_that_does_not_exist_xyz") as err:
+        load_plugin(str(broken))  # the file, the line and the fix (tests/test_bad_inputs.py)
+    assert isinstance(err.value.__cause__, ModuleNotFoundError)
 
 
 def test_run_experiment_loads_plugins_and_uses_them_by_name(tmp_path):
