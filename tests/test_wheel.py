@@ -14,6 +14,8 @@ def test_wheel_install_trains_digits_from_an_empty_folder(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]
+    # no setuptools warnings from pyproject.toml (the license table; conf/ folders absent from `packages`)
+    assert "warning" not in (build.stdout + build.stderr).lower(), build.stderr[-3000:]
     (wheel,) = wheels.glob("pcjax-*.whl")
     target = tmp_path / "site"
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
@@ -21,6 +23,8 @@ def test_wheel_install_trains_digits_from_an_empty_folder(tmp_path):
     assert inst.returncode == 0, inst.stderr[-2000:]
     assert (target / "pcjax" / "conf" / "config.yaml").exists()
     assert (target / "pcjax" / "conf" / "experiment" / "mnist_mlp_pc_se.yaml").exists()
+    shipped = {p.relative_to(target / "pcjax" / "conf") for p in (target / "pcjax" / "conf").rglob("*.yaml")}
+    assert shipped == {p.relative_to(ROOT / "conf") for p in (ROOT / "conf").rglob("*.yaml")}  # every config
     empty = tmp_path / "empty"
     empty.mkdir()
     env = dict(os.environ, PYTHONPATH=str(target), WANDB_MODE="offline", WANDB_SILENT="true")
