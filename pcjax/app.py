@@ -5,8 +5,11 @@ trains from any folder. Exit status: 0 on success; 2 for an error (``error: ...`
 after Ctrl-C (the record is marked ``interrupted`` and the command that resumes the run is printed).
 In a sweep (``-m``) a failing job is recorded as failed (``record.json`` with ``status`` and
 ``error`` in its directory) and the other jobs still run; the sweep ends with a list of the failed
-jobs and exit status 1. Plugins named by a ``plugins=[...]`` override are imported before the
-configuration is composed, so a plugin's algorithms are config-group choices.
+jobs and exit status 1. Plugins named by a ``plugins=[...]`` override (or ``plugins=a.py``) are
+imported before the configuration is composed, so a plugin's algorithms are config-group choices;
+then the overrides are checked against the schema (``pcjax.config.check_overrides``: a typo gets the
+closest key, not Hydra's advice to add it with ``+``), and the run folder is checked writable
+(``OutputFolderCheck``) before Hydra creates it.
 """
 
 from __future__ import annotations
