@@ -175,7 +175,8 @@ def relax(
     ``unroll`` is passed to ``lax.scan`` (``True`` unrolls the loop: on CPU, convolution gradients
     inside a compiled loop run several times slower than unrolled). The first ``len(schedule)``
     steps run unrolled on the active sets ``schedule[t]`` (``energy_fn`` then takes a third
-    argument, the energy terms to evaluate); the remaining steps are full steps under the scan.
+    argument, the energy terms to evaluate; consecutive steps with the same active set run as one
+    scanned body, a lone one unrolled); the remaining steps are full steps under the scan.
 
     With ``tol`` the full steps stop at the first one whose convergence measure (``tol_on``, see
     the module docstring) falls below ``tol`` (not before ``min_steps`` steps have run); the returned
@@ -202,9 +203,23 @@ def relax(
     state = optimizer.init(free)
     K = min(len(schedule), T)
     head = []
-    for t in range(K):
-        free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
-        head.append(info)
+    t = 0
+    while t < K:  # a run of steps with the same active set is one scanned body; a lone step is unrolled
+        end = t + 1
+        while end < K and schedule[end] == schedule[t]:
+            end += 1
+        if end - t == 1:
+            free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
+            head.append(info)
+        else:
+            def run(carry, s, active=schedule[t]):
+                z, st = carry
+                z, st, info = latent_step(energy_fn, z, st, s, active=active, **step)
+                return (z, st), info
+
+            (free, state), infos = jax.lax.scan(run, (free, state), jnp.arange(t, end), unroll=unroll)
+            head.extend(jax.tree_util.tree_map(lambda a, i=i: a[i], infos) for i in range(end - t))
+        t = end
     if tol is not None:
         return _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll)
     if K == T:

@@ -78,6 +78,12 @@ class Runtime:
 #: measured 1.1x faster at 32 layers, 1.8x at 64, 15x at 128, and 0.9x at 16.
 DEEP_NODES = 32
 
+#: From this many nodes on, a dense network on a CPU runs state PC's error front (``Runtime.error_front``):
+#: measured at T = depth (MNIST resmlp, batch 64, 2-core CPU under load) 0.57x the step time at 16
+#: layers, 0.55x at 64, with the front's steps compiled in sqrt(depth) chunks (64 layers: 46 s of
+#: compilation; one body per step took 690 s); ``benchmarks/results/error_front_cpu.md``.
+FRONT_NODES = 16
+
 
 def conv_on_cpu(model, backend: str | None = None) -> bool:
     """True when ``model`` has convolution blocks and the backend is the CPU: XLA:CPU compiles
@@ -106,7 +112,8 @@ def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=N
     """The runtime policy for ``model`` on ``backend`` (default: JAX's). ``auto`` resolves to: error
     front, unrolled inference and per-step dispatch for convnets on a CPU (whose XLA backend runs
     convolution gradients inside compiled loops several times slower than unrolled or dispatched
-    alone); the scanned inference and epoch loops everywhere else; XLA's CPU fusion pass off for the
+    alone), the error front also for dense networks of at least ``FRONT_NODES`` nodes on a CPU; the
+    scanned inference and epoch loops everywhere else; XLA's CPU fusion pass off for the
     ``algorithm`` ``epc`` on a CPU with a dense network of at least ``DEEP_NODES`` nodes (see
     ``Runtime.xla_fusion``), on everywhere else (convnets were not measured)."""
     conv_cpu = conv_on_cpu(model, backend)
@@ -114,7 +121,8 @@ def resolve_runtime(model, *, error_front="auto", unroll="auto", compute_dtype=N
     if loop not in LOOPS + ("auto",):
         raise ConfigError(f"trainer.loop must be one of {LOOPS + ('auto',)}, got {loop!r}")
     return Runtime(
-        error_front=_choice("algorithm.error_front", error_front, conv_cpu),
+        error_front=_choice("algorithm.error_front", error_front,
+                            conv_cpu or (cpu and getattr(model, "num_nodes", 0) >= FRONT_NODES)),
         unroll=_choice("algorithm.unroll", unroll, True if conv_cpu else 1, integer=True),
         compute_dtype=compute_dtype,
         loop=("step" if conv_cpu else "scan") if loop == "auto" else loop,

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from ..error_front import error_front_schedule, error_front_terms
+from ..error_front import coarsen_schedule, error_front_schedule, error_front_terms
 from ..errors import ConfigError
 from ..inference import Inference, LatentOptim, mean_layer_energy
 from ..lalr import Constant, LALRRule
@@ -58,6 +58,11 @@ class PCConfig:
         """The inference part."""
         return Inference(self.T, self.latent, self.lalr, self.latent_grad, tol=self.tol, tol_on=self.tol_on,
                          min_steps=self.min_steps)
+
+
+#: From this many error-front steps on, the steps run in chunks that share an active set (see
+#: ``coarsen_schedule``): the same result, compiled as ~sqrt(steps) loop bodies instead of one per step.
+COARSEN_FROM = 16
 
 
 class Context(NamedTuple):
@@ -102,7 +107,10 @@ class PC(Algorithm):
         if not (self.runtime.error_front and self.config.update.front_ok and problem.clamped
                 and not spec.bidirectional and spec.is_term("hidden", "gaussian")):
             return (), None
-        return (error_front_schedule(model.num_nodes, model.skip_edges, self.config.T),
+        schedule = error_front_schedule(model.num_nodes, model.skip_edges, self.config.T)
+        if len(schedule) >= COARSEN_FROM:  # deep nets: sqrt(depth) scanned chunks instead of one body per step
+            schedule = coarsen_schedule(schedule)
+        return (schedule,
                 error_front_terms(model.num_nodes, model.skip_edges, self.config.T))
 
     def weight_scaler(self, rho: Array):
