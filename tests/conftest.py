@@ -73,3 +73,17 @@ def within_epoch_saves(monkeypatch):
         return saved
 
     return arm
+
+
+def tiny_config(epochs: int = 1):
+    """A run that takes seconds: digits (256 training images, 100 test), a 1 x 16 MLP, T = 2, batch 64,
+    JSONL tracking only, no progress bar."""
+    from pcjax.config import Config
+
+    c = Config()
+    c.dataset.limit_train, c.dataset.limit_test = 256, 100
+    c.model.width, c.model.depth = 16, 1
+    c.algorithm.T = 2
+    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = epochs, 64, False
+    c.tracking.backends = ["jsonl"]
+    return c

@@ -15,17 +15,22 @@ import pcjax as pj
 from pcjax.config import Config, check_schema, validate_config
 from pcjax.experiment import run_experiment, to_dict
 
+from conftest import tiny_config as tiny
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny() -> Config:
-    c = Config()
-    c.dataset.limit_train, c.dataset.limit_test = 256, 100
-    c.model.width, c.model.depth = 16, 1
-    c.algorithm.T = 2
-    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = 1, 64, False
-    c.tracking.backends = ["jsonl"]
-    return c
+
+def _refused(c: Config, tmp_path: Path, fragments) -> str:
+    """Running ``c`` into ``tmp_path/run`` raises a ConfigError naming every fragment and writes nothing;
+    the message."""
+    with pytest.raises(pj.ConfigError) as err:
+        run_experiment(c, run_dir=tmp_path / "run")
+    msg = str(err.value)
+    for fragment in fragments:
+        assert fragment in msg, msg
+    assert not (tmp_path / "run").exists()
+    return msg
 
 
 def _set(c: Config, key: str, value):
@@ -217,11 +222,7 @@ def test_lalr_parameter_outside_its_range_is_refused_at_start_up(rule, params, f
     made inference climb the energy; a non-number was a raw TypeError at trace time)."""
     c = tiny()
     c.lalr.rule, c.lalr.params = rule, params
-    with pytest.raises(pj.ConfigError) as err:
-        run_experiment(c, run_dir=tmp_path / "run")
-    for fragment in fragments:
-        assert fragment in str(err.value), str(err.value)
-    assert not (tmp_path / "run").exists()
+    _refused(c, tmp_path, fragments)
     with pytest.raises(pj.ConfigError, match=fragments[0].replace("[", r"\[").replace("(", r"\(")):
         pj.make_lalr(rule, **params)  # the same check where a rule is built in Python
 
@@ -284,13 +285,8 @@ def test_model_option_the_builder_does_not_take_is_refused(tmp_path):
     width 3, depth 7: an option the builder would drop is refused, naming the options it takes."""
     c = tiny()
     c.model.name, c.model.width, c.model.depth = "mnist_cnn", 3, 7
-    with pytest.raises(pj.ConfigError) as err:
-        run_experiment(c, run_dir=tmp_path / "run")
-    msg = str(err.value)
-    for fragment in ("model.width=3 and model.depth=7", "not options of model 'mnist_cnn'",
-                     "takes: act, width_multiplier, skip, backward, backward_from", "Remove them"):
-        assert fragment in msg, msg
-    assert not (tmp_path / "run").exists()
+    _refused(c, tmp_path, ("model.width=3 and model.depth=7", "not options of model 'mnist_cnn'",
+                           "takes: act, width_multiplier, skip, backward, backward_from", "Remove them"))
     ok = to_dict(Config())
     ok["model"]["name"] = "mnist_cnn"  # conf/model/*.yaml defaults the builder does not take stay accepted
     validate_config(ok)
@@ -500,13 +496,8 @@ def test_non_numeric_energy_parameter_is_refused_at_start_up(tmp_path, monkeypat
         c = tiny()
         c.plugins = ["examples/huber_energy.py"]
         c.energy.hidden, c.energy.params = "huber", {"delta": "abc"}
-        with pytest.raises(pj.ConfigError) as err:
-            run_experiment(c, run_dir=tmp_path / "run")
-    msg = str(err.value)
-    for fragment in ("energy.params.delta='abc' must be a number", "energy term 'huber' (energy.hidden)",
-                     "default 0.05", "+energy.params.delta=0.05"):
-        assert fragment in msg, msg
-    assert not (tmp_path / "run").exists()
+        _refused(c, tmp_path, ("energy.params.delta='abc' must be a number", "energy term 'huber' (energy.hidden)",
+                               "default 0.05", "+energy.params.delta=0.05"))
 
 
 def test_unknown_energy_term_is_refused_before_the_run_starts(tmp_path):

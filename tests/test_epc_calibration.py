@@ -106,15 +106,18 @@ def test_each_target_reproduces_the_script_maths(target):
             np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+def _both_targets(net, x, y, *, beta, T):
+    """pcjax's weight gradients with the nudged and with the weighted target."""
+    return tuple(_pcjax_grads(net, x, y, target=t, beta=beta, T=T) for t in ("nudged", "weighted"))
+
+
 def test_targets_agree_at_beta_one_and_after_one_step_except_the_readout():
     with jax.enable_x64(True):
         net, (x, y) = _net(), _data()
-        a = _pcjax_grads(net, x, y, target="nudged", beta=1.0, T=16)
-        b = _pcjax_grads(net, x, y, target="weighted", beta=1.0, T=16)
+        a, b = _both_targets(net, x, y, beta=1.0, T=16)
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-14, err_msg=k)
-        a = _pcjax_grads(net, x, y, target="nudged", beta=0.1, T=1)
-        b = _pcjax_grads(net, x, y, target="weighted", beta=0.1, T=1)
+        a, b = _both_targets(net, x, y, beta=0.1, T=1)
         for k in ("in", "h"):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-10, atol=1e-14, err_msg=k)
         assert float(jnp.linalg.norm(a["out"] - b["out"]) / jnp.linalg.norm(b["out"])) > 1e-3
@@ -123,8 +126,7 @@ def test_targets_agree_at_beta_one_and_after_one_step_except_the_readout():
 def test_targets_differ_after_a_full_relaxation_at_small_beta():
     with jax.enable_x64(True):
         net, (x, y) = _net(), _data()
-        a = _pcjax_grads(net, x, y, target="nudged", beta=0.1, T=32)
-        b = _pcjax_grads(net, x, y, target="weighted", beta=0.1, T=32)
+        a, b = _both_targets(net, x, y, beta=0.1, T=32)
         for k in a:
             assert float(jnp.linalg.norm(a[k] - b[k]) / jnp.linalg.norm(b[k])) > 1e-3, k
 

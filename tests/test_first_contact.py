@@ -12,17 +12,10 @@ import pcjax as pj
 from pcjax.config import Config
 from pcjax.experiment import algorithm_label, run_experiment, to_dict
 
+from conftest import tiny_config as tiny
+
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def tiny(epochs: int = 1) -> Config:
-    c = Config()
-    c.dataset.limit_train, c.dataset.limit_test = 256, 100
-    c.model.width, c.model.depth = 16, 1
-    c.algorithm.T = 2
-    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = epochs, 64, False
-    c.tracking.backends = ["jsonl"]
-    return c
 
 
 # ------------------------------------------------------------------------------ train.log

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 import pcjax as pj
-from pcjax.config import Config
 from pcjax.errors import RunInterrupted, RunLockedError
 from pcjax.experiment import build as _build
 from pcjax.experiment import run_experiment
 from pcjax.runs import LOCK, RunLock, default_run_dir
+
+from conftest import tiny_config as tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "experiments" / "train.py")
@@ -22,14 +23,17 @@ FAST = ["trainer.epochs=1", "trainer.progress=false", "model.width=16", "model.d
         "energy=gaussian", "lalr=constant", "algorithm.T=2", "dataset.limit_train=256", "dataset.limit_test=100"]
 
 
-def tiny(epochs: int = 1) -> Config:
-    c = Config()
-    c.dataset.limit_train, c.dataset.limit_test = 256, 100
-    c.model.width, c.model.depth = 16, 1
-    c.algorithm.T = 2
-    c.trainer.epochs, c.trainer.batch_size, c.trainer.progress = epochs, 64, False
-    c.tracking.backends = ["jsonl"]
-    return c
+
+def _hold_lock(run: Path) -> subprocess.Popen:
+    """Another process that holds ``run``'s directory lock (for 120 s, or until killed)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pcjax.runs import RunLock; RunLock(sys.argv[1]).acquire(); "
+         "print('locked', flush=True); time.sleep(120)", str(run)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+    if holder.stdout.readline().strip() != "locked":
+        holder.kill()
+        raise AssertionError(f"the lock holder for {run} did not start")
+    return holder
 
 
 def _cli(args, cwd, timeout=300):
@@ -116,12 +120,8 @@ def test_resume_with_a_changed_config_is_refused_with_a_diff(tmp_path, monkeypat
 # --------------------------------------------------------------- 3. locks and unique run dirs
 def test_second_run_into_a_locked_directory_refuses_and_a_stale_lock_is_taken_over(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pcjax.runs import RunLock; RunLock(sys.argv[1]).acquire(); "
-         "print('locked', flush=True); time.sleep(120)", str(run)],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(run)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError) as err:
             run_experiment(tiny(), run_dir=run)
         msg = str(err.value)
@@ -321,12 +321,8 @@ def test_cli_run_refused_by_the_lock_leaves_the_winners_hydra_files_alone(tmp_pa
     winner.mkdir(parents=True)
     for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
         (winner / name).write_text(f"# the winner's {name}\n")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pcjax.runs import RunLock; RunLock(sys.argv[1]).acquire(); "
-         "print('locked', flush=True); time.sleep(120)", str(run)],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(run)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         proc = _cli([*FAST, f"hydra.run.dir={run}"], tmp_path)
     finally:
         holder.kill()

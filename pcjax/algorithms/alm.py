@@ -155,8 +155,7 @@ class PCALM(Algorithm):
         metrics = {"loss": self.energy.term("output")(mu_out, y).mean(), "energy": energy, "acc": accuracy(mu_out, y),
                    "layer_energy": trace, "error_norm": terms.error_norm,
                    "step_scale": relaxed.infos.step_scale[-1],
-                   "dual_norm": jnp.stack([jnp.sqrt(jnp.mean(jnp.sum(jnp.square(a).reshape(a.shape[0], -1), 1)))
-                                           for a in relaxed.duals])}
+                   "dual_norm": jnp.stack([error_norm(0.0, a) for a in relaxed.duals])}  # RMS ||lambda_l||
         return (state, metrics, relaxed) if return_relaxation else (state, metrics)
 
     def eval_step(self, state: TrainState, x: Array) -> Array:
