@@ -108,6 +108,13 @@ CNN05 = {"width_multiplier": 0.5}
 row("mnist_cnn05_pc_se", "mnist", "mnist_cnn", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=3, extra={"model": CNN05}, note="CPU scale: half width (16-32-64), 3 epochs")
 row("mnist_cnn05_bpc_skip_lalr", "mnist", "mnist_cnn", "bpc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=3, ref=99.22, src=CHEN, extra=dict(BIDIR, model=dict(CNN05, skip="long")), note="CPU scale: half width (16-32-64), 3 epochs")
 row("mnist_cnn05_bp_se", "mnist", "mnist_cnn", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=3, extra={"model": CNN05}, note="CPU scale: half width (16-32-64), 3 epochs")
+# The seed's MNIST row in full on a CPU: full-width mnist_cnn (32-64-128), 15 epochs, random +-2 px shifts
+# (zero-pad-and-crop) for every algorithm alike; strict protocol (epoch chosen on the 6,000-image validation split).
+AUG2 = {"dataset": {"augment": {"crop_padding": 2}}}
+FULLNOTE = "full width (32-64-128), 15 epochs, random +-2 px shifts for every algorithm"
+row("mnist_cnnaug_pc_se", "mnist", "mnist_cnn", "pc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15, extra=AUG2, note=FULLNOTE)
+row("mnist_cnnaug_bpc_skip_lalr", "mnist", "mnist_cnn", "bpc-se", T=8, w_lr=1e-3, w_wd=1e-4, x_lr=0.05, x_mom=0.5, epochs=15, ref=99.22, src=CHEN, extra=dict(BIDIR, **AUG2, model={"skip": "long"}), note=FULLNOTE)
+row("mnist_cnnaug_bp_se", "mnist", "mnist_cnn", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=15, extra=AUG2, note=FULLNOTE)
 VQ10K = {"dataset": {"limit_train": 10000}}
 row("cifar10_vgg5q10k_pc_se", "cifar10", "vgg5", "pc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=3, extra=dict(VQ10K, model={"width_multiplier": 0.25}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs")
 row("cifar10_vgg5q10k_bpc_skip_lalr", "cifar10", "vgg5", "bpc-se", T=7, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=3, extra=dict(BIDIR, **VQ10K, model={"width_multiplier": 0.25, "skip": "long"}), note="CPU scale: quarter width, first 10,000 training images, 3 epochs")
