@@ -610,6 +610,7 @@ def _free_form_problems(pending: list, others: list[str]) -> list[str]:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, OmegaConf
 
+    register_configs()  # conf/config.yaml composes with the schema: without it nothing would be checked
     try:
         if GlobalHydra.instance().is_initialized():
             cfg = compose("config", overrides=others)
@@ -644,7 +645,7 @@ def _free_form_problems(pending: list, others: list[str]) -> list[str]:
             msg += f"; did you mean {parent}.{close[0]}={text}?" if close else "."
         else:
             msg = f"{path}={text}: {owner} sets no {parent} in its config"
-            msg += "" if parent != "algorithm.params" else " (the built-in pc, epc and bp take none)"
+            msg += "" if parent != "algorithm.params" else " (the built-in pc and bp take none)"
             msg += "."
         msg += (f" To pass a parameter its config does not list, write +{path}={text} (the component then checks "
                 "that it takes it)")

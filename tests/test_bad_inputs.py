@@ -398,7 +398,7 @@ def test_algorithm_param_typo_names_the_algorithms_parameters():
                      "it sets: dual_lr, rho", "did you mean algorithm.params.rho=2?"):
         assert fragment in msg, msg
     with pytest.raises(pj.ConfigError, match=r"algorithm 'bpc' \(algorithm.name=pc\) sets no algorithm.params.*"
-                                             r"the built-in pc, epc and bp take none"):
+                                             r"the built-in pc and bp take none"):
         check_overrides(["algorithm.params.tauu=1"])
     with pytest.raises(pj.ConfigError, match=r"algorithm.params.rho=abc: must be a number.*1.0"):
         check_overrides(["algorithm=pcalm", "algorithm.params.rho=abc"])

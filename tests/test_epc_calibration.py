@@ -134,3 +134,28 @@ def test_targets_differ_after_a_full_relaxation_at_small_beta():
 def test_unknown_target_fails():
     with pytest.raises(pj.ConfigError, match="target"):
         pj.EPC(pj.Inference(), pj.EnergySpec(), pj.WeightOptim(), 1, target="clamp")
+
+
+def _built(algorithm: str, **params):
+    """The algorithm ``build`` makes from the tiny config with ``algorithm.name`` and ``algorithm.params``."""
+    from dataclasses import asdict
+
+    from conftest import tiny_config
+    from pcjax.experiment import build
+
+    c = asdict(tiny_config())
+    c["algorithm"]["name"], c["algorithm"]["params"] = algorithm, dict(params)
+    return build(c, 4, (8, 8, 1), 10)[1]
+
+
+def test_config_chooses_the_target():
+    assert _built("epc").target == "weighted"
+    assert _built("epc", target="nudged").target == "nudged"
+    with pytest.raises(pj.ConfigError, match="target must be one of"):
+        _built("epc", target="clamp")
+
+
+@pytest.mark.parametrize("algorithm", ["pc", "epc", "bp"])
+def test_builtin_algorithms_refuse_parameters_they_do_not_take(algorithm):
+    with pytest.raises(pj.ConfigError, match=r"algorithm.params \['tauu'\] are not parameters"):
+        _built(algorithm, tauu=1)

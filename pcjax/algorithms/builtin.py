@@ -44,7 +44,8 @@ def pc_config(ctx: BuildContext) -> PCConfig:
 
 @register_algorithm("pc", hydra_config=False)
 def build_pc(ctx: BuildContext) -> PC:
-    """State PC from its parts."""
+    """State PC from its parts (no ``algorithm.params``: its parts are chosen by named keys)."""
+    algorithm_params(ctx)
     return PC(pc_config(ctx), ctx.weight_optim, ctx.total_steps, runtime=ctx.runtime)
 
 
@@ -64,10 +65,12 @@ def refuse_parts(ctx: BuildContext) -> None:
 
 @register_algorithm("epc", hydra_config=False)
 def build_epc(ctx: BuildContext) -> EPC:
-    """ePC (errors as the free variables)."""
+    """ePC (errors as the free variables); ``algorithm.params.target``: ``weighted`` (beta weighs the output
+    term toward y) or ``nudged`` (output term of weight 1 toward mu_L + beta (y - mu_L))."""
     refuse_parts(ctx)
+    p = algorithm_params(ctx, target="weighted")
     return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=ctx.algorithm["beta"],
-               runtime=ctx.runtime)
+               target=str(p["target"]), runtime=ctx.runtime)
 
 
 @register_algorithm("pcalm", hydra_config=False)
@@ -83,5 +86,6 @@ def build_pcalm(ctx: BuildContext) -> PCALM:
 def build_bp(ctx: BuildContext) -> Backprop:
     """Backprop; its loss is ``algorithm.loss``, or the output energy term when that is unset."""
     refuse_parts(ctx)
+    algorithm_params(ctx)
     loss = ctx.algorithm.get("loss") or ctx.energy.output
     return Backprop(ctx.weight_optim, ctx.total_steps, loss=loss, runtime=ctx.runtime)
