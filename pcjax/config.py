@@ -53,6 +53,7 @@ class ModelCfg:
     stem: str = "cifar"
     norm: str = "none"
     fc_hidden: int = 0
+    aux_neurons: bool = False
 
 
 @dataclass
@@ -144,6 +145,7 @@ class TrainerCfg:
     coordinator: Optional[str] = None
     num_processes: Optional[int] = None
     process_id: Optional[int] = None
+    replicas: int = 1
 
 
 @dataclass
@@ -485,6 +487,7 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     ck.integer("trainer.batch_size", 1)
     ck.integer("trainer.eval_batch_size", 1)
     ck.integer("trainer.chunks_per_epoch", 1)
+    ck.integer("trainer.replicas", 1)
     ck.number("trainer.val_fraction", 0.0, 0.99)
     ck.choice("trainer.loop", LOOPS)
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
