@@ -415,30 +415,29 @@ def _model_options(ck: _Checker, overrides: Iterable[str] | None) -> None:
         ck.problems.append(str(err))
 
 
-def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
-    """Check the ranges and choices of a plain config dict before a run starts; raise one
-    ``ConfigError`` naming every invalid field. Plugins must be loaded first (their models,
-    energies and trackers count as valid choices). ``overrides`` (the command line's) name the
-    keys set explicitly: a model option the builder does not take is refused when set there."""
-    from .blocks import ACTIVATIONS
+def _check_dataset(ck: _Checker) -> None:
+    """``seed`` and the ``dataset`` node."""
     from .data import DATASETS
-    from .models import MODELS
-    from .models.resnet import STEMS
-    from .models.topdown import BACKWARD
-    from .models.vgg import SKIPS
-    from .norm import NORMS
-    from .tracking import BACKENDS, WandbTracker
-    from .train import LOOPS
 
-    ck = _Checker(c)
     ck.integer("seed", 0, 2**32 - 1)
-
     ck.choice("dataset.name", DATASETS)
     for key in ("limit_train", "limit_test"):
         ck.integer(f"dataset.{key}", 1, none_ok=True)
     ck.choice("dataset.label_mode", ("fine", "coarse"))
     ck.integer("dataset.augment.crop_padding", 0)
     ck.integer("dataset.augment.crop_size", 1, none_ok=True)
+
+
+def _check_model(ck: _Checker, overrides: Iterable[str] | None) -> None:
+    """The ``model`` node: ranges, choices, and options the chosen builder takes."""
+    import inspect
+
+    from .blocks import ACTIVATIONS
+    from .models import MODELS
+    from .models.resnet import STEMS
+    from .models.topdown import BACKWARD
+    from .models.vgg import SKIPS
+    from .norm import NORMS
 
     ck.choice("model.name", sorted(MODELS))
     ck.integer("model.width", 1)
@@ -448,28 +447,33 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     ck.number("model.width_multiplier", 0.0, low_open=True)
     ck.choice("model.act", sorted(ACTIVATIONS))
     ck.choice("model.backward", ("auto", *BACKWARD))
+    for key in ("residual", "preact", "aux_neurons"):
+        ck.boolean(f"model.{key}")
     builder = MODELS.get(ck.get("model.name"))
     _model_options(ck, overrides)
     if builder is not None and getattr(builder, "__module__", "").startswith("pcjax.models"):
-        import inspect
-
         accepted = inspect.signature(builder).parameters
         for key, choices in (("norm", NORMS), ("stem", STEMS), ("skip", SKIPS), ("init", ("default", "mup"))):
             if key in accepted:
                 ck.choice(f"model.{key}", choices)
 
+
+def _check_algorithm(ck: _Checker) -> None:
+    """The ``algorithm``, ``lalr`` and ``energy`` nodes."""
     ck.integer("algorithm.T", 0)
     ck.integer("algorithm.eval_steps", 0)
     ck.number("algorithm.latent.lr", 0.0)
     ck.number("algorithm.latent.momentum", 0.0, 1.0, high_open=True)
     ck.number("algorithm.beta")  # finite: nan would be blamed on the learning rates at step 0
     ck.number("algorithm.beta_increase", 0.0)
-
     _lalr_rule(ck)
     _energy_terms(ck)
     _energy_weights(ck, "energy.alpha", not_all_zero=True)
     _energy_weights(ck, "energy.lam", not_all_zero=False)
 
+
+def _check_optim(ck: _Checker) -> None:
+    """The weight optimiser (``optim``)."""
     ck.choice("optim.name", NAMES)
     ck.choice("optim.layerwise", LAYERWISE)
     ck.number("optim.b1", 0.0, 1.0)
@@ -483,13 +487,20 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     ck.number("optim.momentum", 0.0, 1.0)
     ck.number("optim.grad_clip", 0.0, low_open=True, none_ok=True)
 
+
+def _check_trainer(ck: _Checker) -> None:
+    """The ``trainer`` node (loop, checkpoints, devices, resume)."""
+    from .distributed import MODES as DIST_MODES
+    from .runtime import LOOPS
+    from .streaming import PLACEMENTS
+
     ck.integer("trainer.epochs", 1)
     ck.integer("trainer.batch_size", 1)
     ck.integer("trainer.eval_batch_size", 1)
     ck.integer("trainer.chunks_per_epoch", 1)
     ck.integer("trainer.replicas", 1)
     ck.number("trainer.val_fraction", 0.0, 0.99)
-    ck.choice("trainer.loop", LOOPS)
+    ck.choice("trainer.loop", ("auto", *LOOPS))
     ck.number("trainer.divergence_threshold", 0.0, low_open=True, none_ok=True)
     ck.number("trainer.checkpoint_minutes", 0.0, none_ok=True)
     for key in ("progress", "checkpoint", "extend_epochs", "diagnostics"):
@@ -498,11 +509,7 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     if devices is not _MISSING and not (devices == "all" or (isinstance(devices, int) and not isinstance(devices, bool)
                                                            and devices >= 1)):
         ck.fail("trainer.devices", devices, "must be an integer >= 1 or 'all'")
-    from .distributed import MODES as DIST_MODES
-
     ck.choice("trainer.distributed", DIST_MODES)
-    from .streaming import PLACEMENTS
-
     ck.choice("trainer.placement", PLACEMENTS)
     ck.integer("trainer.device_memory_budget", 1, none_ok=True)
     ck.integer("trainer.num_processes", 1, none_ok=True)
@@ -510,6 +517,11 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
     resume = ck.get("trainer.resume")
     if resume is not _MISSING and not (resume is None or isinstance(resume, (bool, str))):
         ck.fail("trainer.resume", resume, "must be false, true/latest or the path of a run directory")
+
+
+def _check_tracking(ck: _Checker) -> None:
+    """The ``tracking`` node: known backends and wandb mode."""
+    from .tracking import BACKENDS, WandbTracker
 
     backends = ck.get("tracking.backends")
     if backends is not _MISSING:
@@ -523,6 +535,19 @@ def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
                                                        f"{', '.join(sorted(BACKENDS))}")
     ck.choice("tracking.wandb.mode", WandbTracker.MODES)
 
+
+def validate_config(c: dict, overrides: Iterable[str] | None = None) -> None:
+    """Check the ranges and choices of a plain config dict before a run starts; raise one
+    ``ConfigError`` naming every invalid field. Plugins must be loaded first (their models,
+    energies and trackers count as valid choices). ``overrides`` (the command line's) name the
+    keys set explicitly: a model option the builder does not take is refused when set there."""
+    ck = _Checker(c)
+    _check_dataset(ck)
+    _check_model(ck, overrides)
+    _check_algorithm(ck)
+    _check_optim(ck)
+    _check_trainer(ck)
+    _check_tracking(ck)
     if ck.problems:
         if len(ck.problems) == 1:
             raise ConfigError(ck.problems[0])

@@ -69,3 +69,12 @@ def test_layerwise_and_adam_moments_are_settable_from_the_command_line():
 
     with pytest.raises(pj.ConfigError, match="optim.layerwise"):
         validate_config(to_dict(pj.load_config(None, overrides=["optim.layerwise=bogus"])))
+
+
+def test_the_config_schema_has_every_latent_optimiser_field_with_the_same_default():
+    from dataclasses import asdict
+
+    from pcjax.config import LatentCfg
+    from pcjax.inference import LatentOptim
+
+    assert asdict(LatentCfg()) == asdict(LatentOptim())
