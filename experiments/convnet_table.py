@@ -25,14 +25,16 @@ from depth_table import best_gap, cell_text, gap_text, study_arguments  # noqa: 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
 ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "epc_se_skip": "ePC + skip",
-         "bpc_skip_lalr": "bidir + skip + LALR", "bp_se": "BP", "bp_se_skip": "BP + skip"}
-MODELS = ("vgg5", "vgg7", "vgg9")
+         "qi_s": "Qi S (FU)", "qi_d": "Qi D (FU)", "qi_s_aux": "Qi S + aux", "bpc_skip_lalr": "bidir + skip + LALR",
+         "bp_se": "BP", "bp_se_skip": "BP + skip"}
+MODELS = ("vgg5", "vgg7", "vgg9", "resnet18")
 DATASETS = ("cifar10", "cifar100")
 # ``...q10k_...``: the block's budget; ``...q10ke<N>_...``: the same row trained for N epochs
 ROW = re.compile(r"^(?P<ds>" + "|".join(DATASETS) + r")_(?P<model>" + "|".join(MODELS) + r")q10k(?:e(?P<ep>\d+))?_(?P<algo>"
                  + "|".join(sorted(ALGOS, key=len, reverse=True)) + r")$")
 TARGET_PT = 1.0  # best PC-family variant within 1 pt of backprop ...
-TARGET_MODELS = ("vgg7", "vgg9")  # ... on these models
+TARGET_MODELS = ("vgg7", "vgg9", "resnet18")  # ... on these models
+COS_BP = 0.99  # every block at least this close to backprop's direction: the update is BP in disguise
 
 
 def collect(paths: list[str]) -> tuple[dict, dict, dict]:
@@ -56,8 +58,8 @@ def collect(paths: list[str]) -> tuple[dict, dict, dict]:
 
 
 def base_model(variant: str) -> str:
-    """``vgg9e8`` (the longer-budget row) -> ``vgg9``."""
-    return variant.split("e")[0] if "e" in variant[3:] else variant
+    """``vgg9e8`` (the longer-budget row) -> ``vgg9``; ``resnet18e8`` -> ``resnet18``."""
+    return re.sub(r"e\d+$", "", variant)
 
 
 def variants(keys) -> list[str]:
@@ -74,20 +76,52 @@ def target_text(model: str, gap: float | None) -> str:
     return "met" if gap >= -TARGET_PT else "missed"
 
 
+def present(done: dict, failed: dict) -> dict:
+    """The algorithm columns that have at least one run, in ``ALGOS`` order."""
+    seen = {k[2] for k in [*done, *failed]}
+    return {algo: label for algo, label in ALGOS.items() if algo in seen}
+
+
 def table(done: dict, failed: dict, epochs: dict) -> str:
-    lines = ["| dataset | model | epochs | " + " | ".join(ALGOS.values()) + " | best PC-family - best BP | "
-             f"target (within {TARGET_PT:g} pt) |", "|---|---|---|" + "---|" * (len(ALGOS) + 2)]
+    algos = present(done, failed)
+    lines = ["| dataset | model | epochs | " + " | ".join(algos.values()) + " | best PC-family - best BP | "
+             f"target (within {TARGET_PT:g} pt) |", "|---|---|---|" + "---|" * (len(algos) + 2)]
     for ds in DATASETS:
         for model in variants([*done, *failed]):
-            if not any((ds, model, algo) in done or (ds, model, algo) in failed for algo in ALGOS):
+            if not any((ds, model, algo) in done or (ds, model, algo) in failed for algo in algos):
                 continue
             means = {algo: statistics.mean(acc for acc, _ in done[(ds, model, algo)])
-                     for algo in ALGOS if done.get((ds, model, algo))}
-            cells = [cell_text(done.get((ds, model, algo), []), failed.get((ds, model, algo), [])) for algo in ALGOS]
+                     for algo in algos if done.get((ds, model, algo))}
+            cells = [cell_text(done.get((ds, model, algo), []), failed.get((ds, model, algo), [])) for algo in algos]
             ep = "/".join(str(e) for e in sorted(epochs[(ds, model)]))
             lines.append(f"| {ds} | {base_model(model).upper()} | {ep} | " + " | ".join(cells)
                          + f" | {gap_text(means)} | {target_text(model, best_gap(means))} |")
     return "\n".join(lines) + "\n"
+
+
+def cosine_table(paths: list[str]) -> str:
+    """Per PC-family row (seed 0, last epoch, runs with ``trainer.diagnostics=true``): its accuracy and
+    cos(update_l, BP gradient_l) for every block l, input side first, flagged ``= BP`` when every block is
+    at least ``COS_BP``: such an update is backprop's direction, not evidence for PC."""
+    rows = []
+    for r in load_records(paths):
+        m = ROW.match(r.name or "")
+        if (not m or m["algo"].startswith("bp_se") or r.status != "complete" or r.seed != 0 or not r.epochs
+                or "cosine_bp" not in (r.epochs[-1].get("diagnostics") or {})):
+            continue
+        cos = r.epochs[-1]["diagnostics"]["cosine_bp"]
+        rows.append(((DATASETS.index(m["ds"]), MODELS.index(m["model"]), int(m["ep"] or 0), list(ALGOS).index(m["algo"])),
+                     f"| {m['ds']} | {m['model'].upper()} | {len(r.epochs)} | {ALGOS[m['algo']]} | "
+                     f"{100 * strict_accuracy(r)[0]:.2f} | {' '.join(f'{c:.2f}' for c in cos)} | "
+                     f"{min(cos):.2f} | {'= BP' if min(cos) >= COS_BP else 'differs'} |"))
+    if not rows:
+        return ""
+    head = ["", f"Direction of each block's weight update against backprop's gradient on the same batch (seed 0, last "
+            f"epoch; a row whose every block is at cos >= {COS_BP:g} is flagged `= BP`: its update is backprop's "
+            "direction, whatever the accuracy says about PC):", "",
+            "| dataset | model | epochs | algorithm | strict test acc % | cos to BP per block (input -> output) | "
+            "min | reads as |", "|---|---|---|---|---|---|---|---|"]
+    return "\n".join(head + [line for _, line in sorted(rows, key=lambda x: x[0])]) + "\n"
 
 
 def plot(done: dict, epochs: dict, out: str) -> None:
@@ -141,9 +175,9 @@ def main(argv=None) -> int:
     a = study_arguments(__doc__, "convnet-table", "PNG of accuracy per model and algorithm", "PNG of per-layer cosine / update size vs backprop").parse_args(argv)
     done, failed, epochs = collect(a.runs)
     if not done and not failed:
-        print("no {cifar10,cifar100}_vgg*q10k_* records found", file=sys.stderr)
+        print("no {cifar10,cifar100}_{vgg*,resnet18}q10k_* records found", file=sys.stderr)
         return 1
-    text = table(done, failed, epochs)
+    text = table(done, failed, epochs) + cosine_table(a.runs)
     print(text)
     if a.out:
         cmd = "python experiments/convnet_table.py " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -75,16 +75,21 @@ def test_convnet_table_gap_and_target(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert text.startswith("# intro\n\nkept text\n") and "<!-- convnet-table:start -->" in text
-    rows = {" ".join(line.split(" | ")[1:3]): line for line in text.splitlines() if line.startswith("| cifar10 |")}
+    main, _, cosines = text.partition("Direction of each block")
+    rows = {" ".join(line.split(" | ")[1:3]): line for line in main.splitlines() if line.startswith("| cifar10 |")}
     assert list(rows) == ["VGG5 2", "VGG7 2", "VGG9 2", "VGG9 8"]  # the MLP record is not a convnet row
     assert rows.pop("VGG9 8").endswith("| -2.00 | missed |")
     rows = {key.split()[0]: line for key, line in rows.items()}
     assert "| diverged |" in rows["VGG7"] and "55.50 (n=1, 10 s/ep)" in rows["VGG7"]
     assert rows["VGG7"].endswith("| -2.50 | missed |")  # ePC 55.5 vs the better BP (with the skip) 58.0
-    assert "| 58.00 (n=1, 10 s/ep) |" in rows["VGG7"] and rows["VGG9"].count("not run") == 5
+    assert "| 58.00 (n=1, 10 s/ep) |" in rows["VGG7"] and rows["VGG9"].count("not run") == 3  # 5 columns with runs
     assert rows["VGG9"].endswith("| -5.00 | missed |") and "not run" in rows["VGG9"]
     assert rows["VGG5"].endswith("| +10.00 | (no target) |")
     assert (tmp_path / "bars.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
+    # the per-block cosine table: every PC-family row with diagnostics, BP rows left out
+    cos = [line for line in cosines.splitlines() if line.startswith("| cifar10 |")]
+    assert len(cos) == 5 and not any("| BP" in line for line in cos)
+    assert all(line.endswith("| 0.00 | differs |") for line in cos)
     # regenerating replaces the block instead of appending a second one
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
