@@ -236,14 +236,18 @@ def _within_epoch(run_dir: Path) -> tuple[int, int] | None:
         return None
 
 
-def _mark(run_dir: Path, status: str, meta: dict, **fields: Any) -> None:
-    """Mark the run's record (``pcjax.runs.mark_record``) without masking the error being raised."""
+def _mark(run_dir: Path, status: str, meta: dict, group: "_Group | None" = None, **fields: Any) -> None:
+    """Mark the run's record (``pcjax.runs.mark_record``; a replica group's: the records of its replicas
+    still running) without masking the error being raised."""
     import warnings
 
     from .runs import mark_record
 
     try:
-        mark_record(run_dir, status, meta, **fields)
+        if group is None:
+            mark_record(run_dir, status, meta, **fields)
+        else:
+            group.mark(status, **fields)
     except Exception as exc:  # noqa: BLE001 - e.g. a full disk; the original error matters more
         warnings.warn(f"could not mark {run_dir / 'record.json'} {status}: {exc}", stacklevel=3)
 
@@ -255,6 +259,46 @@ def _refused_resume(err: BaseException, resume_dir: Path | None) -> bool:
     from .checkpoint import CheckpointError
 
     return resume_dir is not None and isinstance(err, CheckpointError)
+
+
+class _Group:
+    """The replica group of a config with ``trainer.replicas`` > 1 (see :mod:`pcjax.replicas`): its
+    replicas' directories, configs and record fields, locks, trackers and training."""
+
+    def __init__(self, c: dict, run_dir: Path, meta: dict) -> None:
+        from .replicas import replica_config, replica_dirs
+
+        self.c, self.run_dir, self.meta = c, run_dir, meta
+        self.size = int(c["trainer"]["replicas"])
+        self.dirs = replica_dirs(run_dir, int(c["seed"]), self.size)
+        self.configs = [replica_config(c, k) for k in range(self.size)]
+        self.tracker_list: list | None = None
+
+    def lock(self) -> Any:
+        """The lock of the group's directory and of every replica's (``acquire()`` takes them)."""
+        from .replicas import GroupLock
+
+        return GroupLock([self.run_dir, *self.dirs])
+
+    def trackers(self, make: Callable[[dict], Any]) -> Any:
+        """One tracker per replica (``make(replica config)``), started and finished together."""
+        from .replicas import ReplicaTrackers
+
+        self.tracker_list = [make(ck) for ck in self.configs]
+        return ReplicaTrackers(self.tracker_list, self.configs, self.dirs)
+
+    def train(self, model, algo, data, tc: TrainerConfig, tracker) -> dict:
+        """Train the group; the dict ``run_experiment`` returns (``pcjax.replicas.group_result``)."""
+        from .replicas import group_result, train_group
+
+        records = train_group(self.c, model, algo, data, tc, self.meta, self.run_dir, self.tracker_list)
+        return group_result(records, self.run_dir)
+
+    def mark(self, status: str, **fields: Any) -> None:
+        """Mark the records of the replicas still running (``pcjax.replicas.mark_replicas``)."""
+        from .replicas import mark_replicas
+
+        mark_replicas(self.dirs, [{**self.meta, "config": ck} for ck in self.configs], status, **fields)
 
 
 class _NoLock:
@@ -293,7 +337,11 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     called once the run holds its directory: locked, a resume's checks passed, an earlier run's files
     archived; a run refused before that point writes nothing. From then on the run's progress (start,
     compilation, every epoch's metrics, the end or the error) is logged to ``run_dir/train.log``
-    (``pcjax.runs.RunLog``); a run directory that cannot be written is a ``ConfigError`` naming it."""
+    (``pcjax.runs.RunLog``); a run directory that cannot be written is a ``ConfigError`` naming it.
+    With ``trainer.replicas=K`` > 1 the seeds ``seed .. seed+K-1`` train as one vmapped group in
+    ``run_dir`` (default ``outputs/<name>/seeds<first>-<last>/<start time>``), each replica's record in
+    ``run_dir/seed<seed+k>/`` (see :mod:`pcjax.replicas`); the returned dict is then
+    ``pcjax.replicas.group_result``'s (the replicas' records under ``replicas``, mean summary)."""
     import warnings
 
     from .compile_cache import enable_compile_cache
@@ -309,6 +357,9 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     check_schema(c)
     validate_config(c, overrides)
     d, t = c["dataset"], c["trainer"]
+    from .replicas import check_replicas
+
+    replicas = check_replicas(c)  # > 1: a replica group (pcjax.replicas); unsupported combinations refused here
     cache = enable_compile_cache(t.get("compile_cache", "auto"))
     initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
                process_id=t.get("process_id"))
@@ -316,7 +367,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     label = algorithm_label(c)
     name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
     # every process of a multi-process run uses process 0's run directory
-    run_dir = Path(same_on_every_process(str(run_dir or c.get("run_dir") or default_run_dir(name, c["seed"]))))
+    run_dir = Path(same_on_every_process(str(run_dir or c.get("run_dir")
+                                             or default_run_dir(name, c["seed"], replicas=replicas))))
     resume_dir = _resume_dir(run_dir, t["resume"]) if writer else None
     resume_dir = same_on_every_process(str(resume_dir or "")) or None
     resume_dir = Path(resume_dir) if resume_dir else None
@@ -327,7 +379,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             "reference": ref if ref.get("value") is not None else None}
     if writer:  # a read-only or full folder: a ConfigError naming it, before anything is written
         check_output_folder(run_dir, "hydra.run.dir" if overrides is not None else "run_dir")
-    lock = RunLock(run_dir).acquire() if writer else _NoLock()
+    group = _Group(c, run_dir, meta) if replicas > 1 else None
+    lock = (RunLock(run_dir) if group is None else group.lock()).acquire() if writer else _NoLock()
     schedule_epochs, saved = t["epochs"], None
     if resume_dir is not None:  # refusing leaves the run's files as they are
         try:
@@ -346,7 +399,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     run_log = None
     try:
         if resume_dir is None and writer:
-            archive_previous_run(run_dir)
+            for folder in [run_dir] if group is None else [run_dir, *group.dirs]:
+                archive_previous_run(folder)
         if on_started is not None and writer:
             on_started()
         if writer:
@@ -380,11 +434,18 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         from .tracking import make_tracker
 
         tr = c["tracking"]
-        tracker = make_tracker(list(tr["backends"]) if writer else ["none"],
-                               **tracker_options(c, name, overrides=overrides, sweep_dir=sweep_dir))
+        backends = list(tr["backends"]) if writer else ["none"]
+        if group is None:
+            tracker = make_tracker(backends, **tracker_options(c, name, overrides=overrides, sweep_dir=sweep_dir))
+        else:
+            tracker = group.trackers(lambda ck: make_tracker(
+                backends, **tracker_options(ck, name, overrides=overrides, sweep_dir=sweep_dir)))
         tracker.start(c, run_dir)
         started = writer
-        _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+        if group is None:
+            _, record = fit(algo, model, data, tc, tracker=tracker, meta=meta)
+        else:
+            record = group.train(model, algo, data, tc, tracker)
         log.info("complete: %s", summary_line({**record, "run_dir": str(run_dir)}))
     except KeyboardInterrupt as err:
         done, within = _checkpointed_epochs(run_dir), _within_epoch(run_dir)
@@ -392,12 +453,12 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
                     "" if within is None else f", within-epoch checkpoint: {within[1]} chunks of epoch {within[0]}")
         if started:
             extra = {} if within is None else {"within_epoch": {"epoch": within[0], "chunks": within[1]}}
-            _mark(run_dir, "interrupted", meta, interrupted={"checkpointed_epochs": done, **extra})
+            _mark(run_dir, "interrupted", meta, group, interrupted={"checkpointed_epochs": done, **extra})
         raise RunInterrupted(str(run_dir), done, within) from err
     except Exception as err:
         log.error("%s: %s", type(err).__name__, err)
         if started and not _refused_resume(err, resume_dir):
-            _mark(run_dir, "failed", meta, error=describe_error(err))
+            _mark(run_dir, "failed", meta, group, error=describe_error(err))
         raise
     finally:
         try:

@@ -1,7 +1,8 @@
 """Run directories: unique default names, an exclusive lock per directory, atomic record writes,
 the configuration fingerprint that resume compares, and the records of failed runs.
 
-* ``default_run_dir`` / ``run_stamp``: ``outputs/<name>/seed<seed>/<YYYYmmdd-HHMMSS-micro>-<pid>``,
+* ``default_run_dir`` / ``run_stamp``: ``outputs/<name>/seed<seed>/<YYYYmmdd-HHMMSS-micro>-<pid>``
+  (``seeds<first>-<last>/`` for a group of ``trainer.replicas``),
   the same pattern as ``hydra.run.dir`` in ``conf/config.yaml``: two runs started in the same second
   never share a directory, and names still sort by start time (``trainer.resume=true`` picks the
   newest sibling with a checkpoint).
@@ -44,9 +45,12 @@ def run_stamp() -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
 
 
-def default_run_dir(name: str, seed: int, root: str | Path = "outputs") -> Path:
-    """``root/<name>/seed<seed>/<run_stamp()>`` (the pattern of ``hydra.run.dir``)."""
-    return Path(root) / name / f"seed{seed}" / run_stamp()
+def default_run_dir(name: str, seed: int, root: str | Path = "outputs", replicas: int = 1) -> Path:
+    """``root/<name>/seed<seed>/<run_stamp()>`` (the pattern of ``hydra.run.dir``); a group of
+    ``replicas`` > 1 (seeds ``seed .. seed+replicas-1``, see :mod:`pcjax.replicas`) goes to
+    ``root/<name>/seeds<first>-<last>/<run_stamp()>``."""
+    seeds = f"seed{seed}" if replicas == 1 else f"seeds{seed}-{seed + replicas - 1}"
+    return Path(root) / name / seeds / run_stamp()
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -1,7 +1,7 @@
 """fit(): the epoch loop over a device-resident dataset.
 
 The uint8 dataset is put on the device once. Each epoch draws a permutation from
-fold_in(key, epoch) and runs the training steps as ``lax.scan`` over index batches inside one
+fold_in(data_key(seed), epoch) (a key stream apart from the model's initialisation keys) and runs the training steps as ``lax.scan`` over index batches inside one
 compiled function (split into a few chunks only so that a progress bar can advance); the
 per-sample augmentation and normalisation run inside it. ``loop="step"`` instead dispatches one
 compiled step per batch from Python (same batches, keys and results): XLA:CPU compiles convolution
@@ -46,6 +46,17 @@ log = logging.getLogger(__name__)
 
 
 LOOPS = ("auto", "scan", "step")
+
+#: ``fold_in`` constant of a run's data stream (epoch permutations, augmentation keys). The model's
+#: initialisation splits ``PRNGKey(seed)`` itself, and ``split(key, n)[i] == fold_in(key, i)``, so the
+#: data stream is folded in with a constant far beyond any number of keys a model splits.
+DATA_STREAM = 0x5EEDDA7A
+
+
+def data_key(seed: int) -> jax.Array:
+    """The key of a run's epoch permutations and augmentation keys: ``fold_in(PRNGKey(seed), DATA_STREAM)``,
+    independent of every key the model's initialisation draws from ``PRNGKey(seed)``."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), DATA_STREAM)
 
 
 def conv_on_cpu(model) -> bool:
@@ -194,6 +205,8 @@ class _Compiled:
         runtime = getattr(algorithm, "runtime", None)
         jit_options = {} if getattr(runtime, "xla_fusion", True) else {
             "compiler_options": {"xla_disable_hlo_passes": "fusion"}}  # see Runtime.xla_fusion
+        self.raw = types.SimpleNamespace(chunk=chunk, step=step, evaluate=evaluate)  # unjitted (pcjax.replicas vmaps them)
+        self.jit_options = jit_options
         self.chunk = eqx.filter_jit(chunk, **jit_options)
         self.step = eqx.filter_jit(step, **jit_options)
         self.evaluate = eqx.filter_jit(evaluate)
@@ -265,7 +278,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     record = new_record(meta, cfg, parallel)
     record["hardware"]["placement"] = placement
     state, record, start_epoch, partial = store.resume(state, record, parallel)
-    base_key = jax.random.PRNGKey(cfg.seed)
+    base_key = data_key(cfg.seed)
     plan, compile_seconds = warm_up(compiled, loop, state, dev, layout, base_key, start_epoch)
     summary = record["summary"]  # a resumed run keeps its first start-up's numbers
     if summary.get("compile_seconds") is None:
@@ -651,18 +664,27 @@ def epoch_entry(compiled, state, dev: dict, metrics: dict, epoch: int, seconds: 
     """The record's entry for one epoch (means of every per-step scalar metric, a custom algorithm's
     own included; test and validation accuracy; per-layer energies) and the epoch's mean inference
     trace (inference steps x layers, None without one)."""
-    mask = metrics["valid"]
-    means = {k: float(v[mask].mean()) for k, v in metrics.items() if k not in ("valid", "finite") and v.ndim == 1}
-    trace = metrics["layer_energy"][mask].mean(axis=0) if "layer_energy" in metrics else None
     t_eval = time.perf_counter()
     test_acc = _accuracy(compiled, state, dev, "test")
     val_acc = _accuracy(compiled, state, dev, "val") if dev["val_x"].shape[0] else None
+    accuracies = (test_acc, val_acc, time.perf_counter() - t_eval)
+    return entry_of(metrics, epoch, seconds, accuracies, None if diagnose is None else diagnose(state))
+
+
+def entry_of(metrics: dict, epoch: int, seconds: float, accuracies: tuple, diagnostics: dict | None = None):
+    """The record's entry for one epoch from its per-step ``metrics`` (host arrays, steps first) and
+    ``accuracies`` ``(test, validation or None, evaluation seconds)``; returns (entry, mean inference
+    trace or None), as :func:`epoch_entry`."""
+    mask = metrics["valid"]
+    means = {k: float(v[mask].mean()) for k, v in metrics.items() if k not in ("valid", "finite") and v.ndim == 1}
+    trace = metrics["layer_energy"][mask].mean(axis=0) if "layer_energy" in metrics else None
+    test_acc, val_acc, eval_seconds = accuracies
     entry = {"epoch": epoch + 1, "train_loss": means["loss"], "train_energy": means["energy"],
              "train_acc": means["acc"], "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds,
-             "eval_seconds": time.perf_counter() - t_eval}
+             "eval_seconds": eval_seconds}
     entry.update({f"train_{k}": v for k, v in means.items() if k not in ("loss", "energy", "acc")})
-    if diagnose is not None:
-        entry["diagnostics"] = diagnose(state)
+    if diagnostics is not None:
+        entry["diagnostics"] = diagnostics
     if trace is not None:
         entry["layer_energy"] = trace[-1].tolist()
         for key in ("step_scale", "error_norm"):
