@@ -143,6 +143,23 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
     row(f"{name}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=skip_note)
     row(f"{name}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=skip_note + epc_note)
     row(f"{name}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=skip_note)
+# ResNet-18 at CPU scale: the VGG-9 q10ke8 budget (quarter width, first 10,000 training images, 8 epochs,
+# AdamW 1e-3 / 1e-4) and T = 18 (the number of nodes). ``qi_s``: Qi et al.'s recipe (DeepPCNs, ICML 2026):
+# time-gated S precision (alpha 0.001), forward update (variant fu), latent SGD with Nesterov momentum at
+# their published ResNet-10 example's rate and momentum (0.8, 0.1); ``qi_s_aux`` adds their auxiliary
+# neurons on the skip paths (model.aux_neurons). ePC: Goemaere et al.'s ResNet-18 setting (5 steps, error
+# SGD 0.001 without momentum, output weight 1).
+R18 = {"width_multiplier": 0.25}
+R18NOTE = "ResNet-18 block: quarter width, first 10,000 training images, 8 epochs"
+QI = dict(VQ10K, lalr="time_gated", lalr_params={"mode": "S", "alpha": 0.001}, algorithm={"variant": "fu"},
+          latent={"nesterov": True})
+QINOTE = (f"{R18NOTE}, T = 18; Qi et al.'s recipe: time-gated S precision (alpha 0.001), forward update, latent SGD "
+          "0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate)")
+row("cifar10_resnet18q10ke8_bp_se", "cifar10", "resnet18", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=dict(VQ10K, model=R18), note=R18NOTE)
+row("cifar10_resnet18q10ke8_pc_se", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(VQ10K, model=R18), note=f"{R18NOTE}, T = 18; the VGG rows' latent SGD 0.0235 / momentum 0.3")
+row("cifar10_resnet18q10ke8_qi_s", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=R18), note=QINOTE)
+row("cifar10_resnet18q10ke8_qi_s_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=dict(R18, aux_neurons=True)), note=QINOTE + "; auxiliary neurons on the skip paths")
+row("cifar10_resnet18q10ke8_epc_se", "cifar10", "resnet18", "epc-se", T=5, w_lr=1e-3, w_wd=1e-4, x_lr=0.001, x_mom=0.0, epochs=8, extra=dict(VQ10K, model=R18), note=f"{R18NOTE}; ePC as Goemaere et al.'s ResNet-18 (T = 5, error SGD 0.001 without momentum, output weight beta 1)")
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
 # and weight rates below come from a small grid on 32 layers (results/README.md).
@@ -219,6 +236,11 @@ for skips in (True, False):
     row(f"mnist_abl64_bp_{tag}", "mnist", "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ABL, model=model), note="64-layer ingredient ablation: first 10,000 training images, one epoch")
 
 
+def _yaml(value) -> str:
+    """A flow-style YAML scalar: booleans lower-case (``true``), everything else as ``str``."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def render(name: str, r: dict) -> str:
     kind = r["kind"]
     bp = kind.startswith("bp-")
@@ -244,7 +266,8 @@ def render(name: str, r: dict) -> str:
     if bp:
         lines.append(f"algorithm: {{loss: {'cross_entropy' if ce else 'gaussian'}}}")
     else:
-        alg = [f"T: {r['T']}", f"latent: {{name: sgd, lr: {r['x_lr']}, momentum: {r['x_mom']}}}"]
+        latent = {"name": "sgd", "lr": r["x_lr"], "momentum": r["x_mom"], **extra.get("latent", {})}
+        alg = [f"T: {r['T']}", "latent: {" + ", ".join(f"{k}: {_yaml(v)}" for k, v in latent.items()) + "}"]
         alg += [f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.get("algorithm", {}).items()]
         if r["beta"] != 1.0 or r["schedule"] != "constant":
             alg += [f"beta: {r['beta']}", f"beta_schedule: {r['schedule']}", f"beta_increase: {r['inc']}"]

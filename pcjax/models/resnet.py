@@ -16,6 +16,20 @@ activation) when the channels/resolution change. Note: the framework adds skips 
 activation (mu_l = f_l(z_{l-1}) + S(z_s)), whereas torchvision computes act(conv_b + shortcut); the
 latents therefore sit on the sum, which is also the input of the next block. No BatchNorm (use
 ``norm="group"|"layer"`` for per-sample normalisation inside the conv blocks).
+
+Auxiliary neurons (``aux_neurons=True``, Qi et al. 2026): the skip edge lets the output's error reach
+z_{n-1} one inference step before the main path does. With auxiliary neurons each conv node of a
+block also holds an auxiliary value a on the skip path, at the same depth, stored as the second half
+of its channels (z_n = [m_n | a_n], z_{n+1} = [m_{n+1} | a_{n+1}]); the block's output is their sum:
+    x        = merge(z_{n-1})                 (z_{n-1} itself for the stem, m + a for a block's node)
+    mu_n     = [act(conv_a(x) + b_a) | S(x)]
+    mu_{n+1} = [act(conv_b(m_n) + b_b) | a_n]
+and the next block (or the head) reads merge(z_{n+1}) = m_{n+1} + a_{n+1}. There are no skip edges
+left: the skip signal takes two nodes, as the main path does. At the feed-forward values
+merge(z_{n+1}) equals the plain network's z_{n+1} exactly (same weights: the same key builds both).
+Each auxiliary half shares its node's energy weight (and its LALR schedule: node index = depth).
+Qi et al.'s code weights the auxiliary energies 1 / lr_x (the first one of a projection block: 1);
+per-half weights are not expressible in ``Network``'s per-node energy.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from collections.abc import Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ..blocks import Conv, Dense, Identity
@@ -60,6 +75,65 @@ class AvgPoolDense(eqx.Module):
         return self.dense(GlobalAvgPool()(x))
 
 
+def halves(z: Array) -> tuple[Array, Array]:
+    """(m, a): the main and auxiliary halves of a node z = [m | a] (split on the channel axis)."""
+    c = z.shape[-1] // 2
+    return z[..., :c], z[..., c:]
+
+
+def merge(z: Array) -> Array:
+    """The value a node with auxiliary neurons passes on: merge([m | a]) = m + a."""
+    m, a = halves(z)
+    return m + a
+
+
+class AuxOpen(eqx.Module):
+    """First conv node of a block with auxiliary neurons: mu = [f(x) | S(x)] with x = merge(z) when
+    the input node holds auxiliary neurons (``merge_input``), else x = z."""
+
+    main: eqx.Module
+    shortcut: eqx.Module
+    merge_input: bool = eqx.field(static=True)
+
+    def __call__(self, z: Array) -> Array:
+        x = merge(z) if self.merge_input else z
+        return jnp.concatenate([self.main(x), self.shortcut(x)], axis=-1)
+
+
+class AuxCarry(eqx.Module):
+    """Second conv node of a block with auxiliary neurons: mu = [f(m) | a] for z = [m | a] (the
+    auxiliary neuron is predicted by the identity)."""
+
+    main: eqx.Module
+
+    def __call__(self, z: Array) -> Array:
+        m, a = halves(z)
+        return jnp.concatenate([self.main(m), a], axis=-1)
+
+
+class Merged(eqx.Module):
+    """A block reading a node with auxiliary neurons: mu = f(merge(z)) = f(m + a)."""
+
+    block: eqx.Module
+
+    def __call__(self, z: Array) -> Array:
+        return self.block(merge(z))
+
+
+def with_aux_neurons(blocks: Sequence[eqx.Module], skips: Sequence[tuple[int, int, eqx.Module]]) -> list[eqx.Module]:
+    """The blocks of the same ResNet with every skip (s, s + 2, S) carried by auxiliary neurons:
+    block s (node s -> s + 1) becomes ``AuxOpen(f, S)``, block s + 1 becomes ``AuxCarry(f)``, and any
+    other block whose input node holds auxiliary neurons reads its merge (``Merged``)."""
+    out, paired = list(blocks), set()
+    for s, t, proj in skips:
+        if t != s + 2:
+            raise ConfigError(f"auxiliary neurons need skips over two conv nodes; got the skip {s}->{t}")
+        out[s] = AuxOpen(blocks[s], proj, merge_input=s in paired)
+        out[s + 1] = AuxCarry(blocks[s + 1])
+        paired |= {s + 1, t}
+    return [Merged(b) if i in paired and not isinstance(b, (AuxOpen, AuxCarry)) else b for i, b in enumerate(out)]
+
+
 def resnet(
     input_shape: Sequence[int],
     num_classes: int,
@@ -71,9 +145,11 @@ def resnet(
     norm: str = "none",
     backward: str = "none",
     backward_from: int = 1,
+    aux_neurons: bool = False,
     key: PRNGKeyArray,
 ) -> Network:
-    """A basic-block ResNet with ``stages[i]`` blocks in stage i (see module doc)."""
+    """A basic-block ResNet with ``stages[i]`` blocks in stage i (see module doc); ``aux_neurons``:
+    the skips carried by auxiliary neurons (``with_aux_neurons``)."""
     if len(input_shape) != 3:
         raise ShapeError(f"ResNet models need image inputs of shape (H, W, C); got {tuple(input_shape)}")
     if stem not in STEMS:
@@ -104,16 +180,31 @@ def resnet(
             skips.append((src, len(blocks), proj))
             c = out
     blocks.append(AvgPoolDense(c, num_classes, key=next(keys)))
+    if aux_neurons:
+        return _aux_network(blocks, skips, input_shape, backward)
     return build_network(blocks, input_shape, skips=skips, act=act, backward=backward, backward_from=backward_from, key=gkey)
+
+
+def _aux_network(blocks: Sequence[eqx.Module], skips: Sequence[tuple[int, int, eqx.Module]],
+                 input_shape: Sequence[int], backward: str) -> Network:
+    """The network of ``with_aux_neurons(blocks, skips)``, without top-down predictors."""
+    if backward != "none":
+        raise ConfigError(f"model.aux_neurons=true takes no top-down predictors (model.backward={backward!r}): "
+                          "its nodes hold a main and an auxiliary half; use model.backward=none and an energy "
+                          "without top-down terms (energy.lam=0)")
+    return Network(with_aux_neurons(blocks, skips), input_shape)
 
 
 def resnet18(input_shape: Sequence[int], num_classes: int, *, act: str = "gelu", width_multiplier: float = 1.0,
              stem: str = "cifar", norm: str = "none", backward: str = "none", backward_from: int = 1,
-             key: PRNGKeyArray) -> Network:
+             aux_neurons: bool = False, key: PRNGKeyArray) -> Network:
     """ResNet-18 (stem, 4 stages of 2 basic blocks, average-pool + linear head): 18 latent nodes, with
-    the residual additions as skip edges node n-1 -> node n+1 (see module doc)."""
+    the residual additions as skip edges node n-1 -> node n+1, or with ``aux_neurons`` carried by
+    auxiliary neurons in the conv nodes (see module doc)."""
     return resnet(input_shape, num_classes, stages=(2, 2, 2, 2), act=act, width_multiplier=width_multiplier,
-                  stem=stem, norm=norm, backward=backward, backward_from=backward_from, key=key)
+                  stem=stem, norm=norm, backward=backward, backward_from=backward_from, aux_neurons=aux_neurons,
+                  key=key)
 
 
-__all__ = ["resnet", "resnet18", "GlobalAvgPool", "AvgPoolDense"]
+__all__ = ["resnet", "resnet18", "GlobalAvgPool", "AvgPoolDense", "AuxOpen", "AuxCarry", "Merged",
+           "halves", "merge", "with_aux_neurons"]
