@@ -1,9 +1,10 @@
 """pcjax: energy-based predictive-coding networks in JAX."""
 
 from . import energies, lalr, train
-from .algorithms import (EPC, PC, PCALM, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, ForwardUpdate,
-                         Incremental, PCConfig, SoftNudge, TrainState, algorithm_params, available_algorithms,
-                         get_algorithm, register_algorithm)
+from .algorithms import (EPC, PC, PCALM, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, Errors,
+                         ForwardUpdate, Incremental, Parameterisation, PCConfig, SoftNudge, States, StatesAndDuals,
+                         TrainState, Weighted, algorithm_params, available_algorithms, get_algorithm,
+                         register_algorithm)
 from .cli import load_config
 from .blocks import Conv, Dense, Identity, Sequential, Upsample
 from .energies import available_energies, get_energy, register_energy
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EPC", "PC", "PCALM", "Algorithm", "Backprop", "BuildContext", "Clamp", "Contrastive", "Equilibrium", "ForwardUpdate",
     "Incremental", "PCConfig", "SoftNudge", "TrainState", "algorithm_params", "available_algorithms",
+    "Errors", "Parameterisation", "States", "StatesAndDuals", "Weighted",
     "get_algorithm", "register_algorithm", "Conv", "Dense", "Identity", "Sequential", "Upsample",
     "available_energies", "get_energy", "register_energy", "ConfigError", "DivergenceError", "PCJaxError",
     "ShapeError", "Inference", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",

@@ -1,11 +1,15 @@
-"""Predictive coding on node states, assembled from parts.
+"""The PC family's training step, assembled from parts.
 
-PC step (DESIGN 1): (1) z_l := mu_l (feed-forward init); (2) the target part places the label
-(``Clamp``: z_L := mu_L - beta (mu_L - y); ``SoftNudge``: every node free, F = E + beta C);
-(3) the inference part runs T optimiser steps on the free nodes, each node's step scaled by the
-LALR rule; (4) the update rule turns the relaxed problem into a weight step (``Equilibrium``:
-(1/beta) dE/dtheta; ``ForwardUpdate``; ``Contrastive``; ``Incremental``). The runtime policy
-(error front, unrolling, compute dtype) changes how the step is computed, not what.
+One step (DESIGN 1): (1) mu_l, the feed-forward pass; (2) the target part places the label in a
+``Goal`` (``Clamp``: z_L := mu_L - beta (mu_L - y); ``Weighted``: z_L := y with its term weighted by
+beta; ``SoftNudge``: the output free, F = E + beta C); (3) the parameterisation frees the variables
+of inference and builds the problem (``States``: z_l from mu_l; ``Errors``: e_l from 0, z by a
+forward sweep; ``StatesAndDuals``: z_l and duals lambda_l, PC-ALM); (4) the update rule relaxes it
+(the inference part: T optimiser steps, each node's step scaled by the LALR rule) and turns it into
+a weight step (``Equilibrium``: (1/beta) dE/dtheta; ``ForwardUpdate``; ``Contrastive``;
+``Incremental``). ``PC`` runs every combination the parts accept; ``EPC`` and ``PCALM`` are ``PC``
+with their parts. The runtime policy (error front, unrolling, compute dtype) changes how the step
+is computed, not what.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ..lalr import Constant, LALRRule
 from ..network_energy import EnergySpec, network_energy
 from ..runtime import Runtime, cast_floats
 from .base import Algorithm, TrainState, accuracy, check_batch
-from .targets import Clamp
+from .parameterisation import Parameterisation, States
+from .targets import Clamp, Goal, Problem, Weighted
 from .updates import Equilibrium
 
 
@@ -46,10 +51,13 @@ class PCConfig:
     tol: float | None = None
     tol_on: str = "energy"
     min_steps: int = 0
+    parameterisation: Parameterisation = field(default_factory=States)
 
     def __post_init__(self):
         if self.beta == 0:
             raise ConfigError("algorithm.beta must be non-zero (the weight update is scaled by 1/beta)")
+        if isinstance(self.target, Weighted) and not self.beta > 0:
+            raise ConfigError(f"algorithm.beta must be > 0 with target Weighted (the output term's weight), got {self.beta}")
         if self.eval_steps < 0:
             raise ConfigError(f"algorithm.eval_steps must be >= 0, got {self.eval_steps}")
 
@@ -65,6 +73,14 @@ class PCConfig:
 COARSEN_FROM = 16
 
 
+def default_name(config: PCConfig) -> str:
+    """The run's algorithm name: the update rule's label, prefixed by the parameterisation's unless it frees states."""
+    label, free = config.update.label, config.parameterisation.label
+    if free == States.label:
+        return label
+    return free if label == "pc" else f"{free}-{label}"
+
+
 class Context(NamedTuple):
     """One batch as the update rules see it."""
 
@@ -73,7 +89,7 @@ class Context(NamedTuple):
     y: Array
     latents0: tuple          # feed-forward values (gradient stopped)
     target: Any
-    problem: Any             # problem(model) -> the target's Problem for the current weights
+    problem: Any             # problem(model, free_output=False) -> the batch's Problem for the weights of ``model``
 
 
 def feedforward(model, x, dtype=None) -> tuple[Array, ...]:
@@ -84,34 +100,55 @@ def feedforward(model, x, dtype=None) -> tuple[Array, ...]:
 
 
 class PC(Algorithm):
-    """Predictive coding (standard; bidirectional when ``energy.lam > 0``; iPC, forward update,
-    contrastive and soft-nudged by their parts)."""
+    """The PC family's algorithm: predictive coding (standard; bidirectional when ``energy.lam > 0``;
+    iPC, forward update, contrastive and soft-nudged by their parts), ePC and PC-ALM by their
+    parameterisations (``config.parameterisation``).
+
+    ``inference`` replaces the inference part that ``config`` describes (``EPC`` and ``PCALM`` take one).
+    """
 
     def __init__(self, config: PCConfig, weight_optim, total_steps: int, *, runtime: Runtime | None = None,
-                 name: str | None = None):
-        super().__init__(weight_optim, total_steps, runtime=runtime, name=name or config.update.label)
+                 name: str | None = None, inference: Inference | None = None):
+        super().__init__(weight_optim, total_steps, runtime=runtime, name=name or default_name(config))
         config.update.check(config.target, self.runtime)
         config.target.check(self.runtime)
-        self.config, self.inference = config, config.inference
+        self.config, self.inference = config, inference or config.inference
+        config.parameterisation.check(config, self.inference, self.runtime)
+
+    @property
+    def parameterisation(self) -> Parameterisation:
+        """What inference frees (``config.parameterisation``)."""
+        return self.config.parameterisation
 
     @property
     def updates_per_step(self) -> int:
-        return self.config.update.updates_per_step(self.config.T)
+        return self.config.update.updates_per_step(self.inference.T)
 
     def init(self, model, beta: float | None = None) -> TrainState:
         return super().init(model, self.config.beta if beta is None else beta)
 
+    def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, *, free_output: bool = False) -> Goal:
+        """The target part's goal for the batch (``free_output``: the zero-nudge free phase)."""
+        return self.config.target.goal(latents0, y, beta, self.config.energy, free_output=free_output)
+
+    def problem(self, model, x: Array, y: Array, latents0: tuple[Array, ...], beta: Array, *,
+                free_output: bool = False) -> Problem:
+        """The problem inference solves on the batch under the weights of ``model``: the
+        parameterisation applied to the target's goal."""
+        goal = self.goal(latents0, y, beta, free_output=free_output)
+        return self.config.parameterisation.problem(model, x, goal, latents0, self.runtime)
+
     def front(self, model, problem):
         """The error front's (schedule, weight-update terms) where it applies, else ((), None)."""
-        spec = self.config.energy
-        if not (self.runtime.error_front and self.config.update.front_ok and problem.clamped
-                and not spec.bidirectional and spec.is_term("hidden", "gaussian")):
+        spec, T = self.config.energy, self.inference.T
+        if not (self.runtime.error_front and self.config.update.front_ok and self.config.parameterisation.front_ok
+                and problem.clamped and not spec.bidirectional and spec.is_term("hidden", "gaussian")):
             return (), None
-        schedule = error_front_schedule(model.num_nodes, model.skip_edges, self.config.T)
+        schedule = error_front_schedule(model.num_nodes, model.skip_edges, T)
         if len(schedule) >= COARSEN_FROM:  # deep nets: sqrt(depth) scanned chunks instead of one body per step
             schedule = coarsen_schedule(schedule)
         return (schedule,
-                error_front_terms(model.num_nodes, model.skip_edges, self.config.T))
+                error_front_terms(model.num_nodes, model.skip_edges, T))
 
     def weight_scaler(self, rho: Array):
         """With ``lalr_weights``: scales block l's update by rho_l."""
@@ -126,25 +163,33 @@ class PC(Algorithm):
 
         return scale
 
-    def train_step(self, state: TrainState, x: Array, y: Array):
-        """One PC training step on a batch (x, one-hot y); returns the new state and metrics."""
+    def train_step(self, state: TrainState, x: Array, y: Array, *, return_relaxation: bool = False):
+        """One training step on a batch (x, one-hot y); returns the new state and metrics (and, with
+        ``return_relaxation``, what inference produced: the parameterisation's ``relaxation``)."""
         cfg, model = self.config, state.model
         check_batch(model, x, y)
         L = model.num_nodes
         latents0 = tuple(jax.lax.stop_gradient(m) for m in feedforward(model, x, self.runtime.dtype))
         loss = cfg.energy.term("output")(latents0[-1], y).mean()
-        problem = lambda m: cfg.target.problem(m, x, y, latents0, state.beta, cfg.energy, self.runtime)  # noqa: E731
+
+        def problem(m, free_output: bool = False) -> Problem:
+            return self.problem(m, x, y, latents0, state.beta, free_output=free_output)
+
         out = cfg.update.step(self, Context(state, x, y, latents0, cfg.target, problem))
-        rho = out.infos.step_scale[-1] if cfg.T > 0 else jnp.ones((L,))
+        rho = out.infos.step_scale[-1] if self.inference.T > 0 else jnp.ones((L,))
         if out.grads is not None and out.state is not state:
             raise ConfigError(f"update rule {type(cfg.update).__name__} returned a new training state *and* weight "
                               "gradients: a Step means one thing. Return the unchanged ctx.state with the gradients to "
                               "apply, or the state the rule stepped itself with grads=None (a rule that skips the "
                               "weight step returns ctx.state with grads=None)")
-        state = out.state if out.grads is None else self.apply_updates(state, out.grads, self.weight_scaler(rho))
+        new = out.state if out.grads is None else self.apply_updates(state, out.grads, self.weight_scaler(rho))
         trace = jnp.concatenate([out.infos.layer_energy, mean_layer_energy(out.terms)[None]], axis=0)
-        return state, {"loss": loss, "energy": out.energy, "acc": accuracy(latents0[-1], y), "layer_energy": trace,
-                       "error_norm": out.terms.error_norm, "step_scale": rho}
+        metrics = {"loss": loss, "energy": out.energy, "acc": accuracy(latents0[-1], y), "layer_energy": trace,
+                   "error_norm": out.terms.error_norm, "step_scale": rho, **cfg.parameterisation.metrics(out.free)}
+        if not return_relaxation:
+            return new, metrics
+        relaxed = cfg.parameterisation.relaxation(model, x, self.goal(latents0, y, state.beta), out.free, out.infos)
+        return new, metrics, relaxed
 
     def eval_step(self, state: TrainState, x: Array) -> Array:
         """Output readout: feed-forward mu_L, or z_L after ``eval_steps`` free inference steps (every

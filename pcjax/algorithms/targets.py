@@ -1,24 +1,28 @@
-"""Targets: how the label enters a state-PC relaxation.
+"""Targets: how the label enters a PC-family relaxation.
 
-A target builds the *problem* that inference solves on a batch: which nodes are free, their initial
-values, the energy of the free values, and the full node values that the weight update sees.
+A target turns the label into a ``Goal`` on a batch: the value the output node is held at (or none:
+the output is free), per-node weights of the energy's forward terms, the energy's terms, and a cost
+of a free output. The parameterisation (``pcjax.algorithms.parameterisation``) then builds the
+*problem* that inference solves from it: which variables are free, their initial values, the energy
+of the free values, and the node values the weight update sees.
 
-* ``Clamp``: the output is held at z_L = mu_L - beta (mu_L - y) (beta = 1: clamped to y); the free
-  nodes are z_1..z_{L-1}; E = the network energy at (z_1..z_{L-1}, z_L).
-* ``SoftNudge``: every node is free, the output included; F = E + beta C(z_L, y), with C the output
-  energy term and the output's own prediction term Gaussian (equilibrium propagation's nudge).
+* ``Clamp``: the output is held at z_L = mu_L - beta (mu_L - y) (beta = 1: clamped to y), every
+  term of weight 1: E = sum_l alpha_l phi_l(mu_l, z_l) (state PC; ePC's ``target="nudged"``).
+* ``Weighted``: the output is held at y and its term weighted by beta:
+  E = sum_{l<L} alpha_l phi_hidden(mu_l, z_l) + beta alpha_L phi_out(mu_L, y) (ePC's default, ``target="weighted"``).
+* ``SoftNudge``: the output is free; F = E + beta C(z_L, y), with C the output energy term and the
+  output's own prediction term Gaussian (equilibrium propagation's nudge).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
-
-from jaxtyping import Array
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array
 
 from ..errors import ConfigError
 from ..network_energy import EnergySpec, network_energy, partial_energy
@@ -51,34 +55,87 @@ def nudged_target(mu_out: Array, y: Array, beta: Array | float, spec: EnergySpec
     return jnp.where(beta == 1.0, y.astype(mu_out.dtype), mu_out - beta * (mu_out - y))
 
 
-class Problem(NamedTuple):
-    """What inference solves on one batch."""
+class Goal(NamedTuple):
+    """How the label enters the energy on one batch (what a target produces).
 
-    init: tuple[Array, ...]          # initial free values
-    free_nodes: tuple[int, ...]      # their node positions (0-based: node l is l - 1)
+    ``value``: the value z_L the output node is held at, or None when the output is free.
+    ``weights``: per-node weights w (shape (L,)) that multiply the forward terms' weights in the
+    relaxation's and the weight update's energy, or None (all 1).
+    ``spec``: the energy's terms. ``cost``: for a free output, the extra per-sample cost c(z_L)
+    added to the relaxation's energy (not to the weight update's: it has no weights), else None.
+    """
+
+    value: Array | None
+    weights: Array | None
+    spec: EnergySpec
+    cost: Callable[[Array], Array] | None = None
+
+    @property
+    def clamped(self) -> bool:
+        """Whether the output node is held fixed (the error front and the contrastive rule need it)."""
+        return self.value is not None
+
+
+class Problem(NamedTuple):
+    """What inference solves on one batch (built by a parameterisation from a ``Goal``).
+
+    ``energy_fn(free, precision[, nodes])``: per-sample energy of the free values and its terms
+    (``nodes``: only those forward terms, the error front). ``latents(free)``: the node values
+    z_1..z_L the weight update sees. ``weights``: the goal's per-node weights (None: all 1).
+    ``relax(inference, *, unroll, schedule, rule, T)``: the relaxation, (free values, StepInfo)
+    (None: ``inference.run`` on ``energy_fn`` from ``init``). ``weight_energy(model, free, *,
+    precision, pred, nodes, dtype)``: the energy as a function of the weights at fixed relaxed free
+    values, what the weight update differentiates (None: the network energy at ``latents(free)``).
+    """
+
+    init: Any                        # initial free values
+    free_nodes: tuple[int, ...]      # the node (0-based: node l is l - 1) whose LALR multiplier scales each free leaf
     energy_fn: Callable              # energy_fn(free, precision[, nodes]) -> (per-sample E, LayerEnergies)
     latents: Callable                # latents(free) -> (z_1..z_L), the values the weight update sees
     spec: EnergySpec                 # the energy of the weight update
     clamped: bool                    # output held fixed (the error front and contrast need it)
+    weights: Array | None = None
+    relax: Callable | None = None
+    weight_energy: Callable | None = None
 
 
 @dataclass(frozen=True)
 class Clamp:
-    """Output held at z_L = mu_L - beta (mu_L - y); z_1..z_{L-1} free."""
+    """Output held at z_L = mu_L - beta (mu_L - y); every term of weight 1."""
 
     def check(self, runtime: Runtime) -> None:
         """Every runtime policy applies."""
 
+    def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
+             free_output: bool = False) -> Goal:
+        """z_L = mu_L - beta (mu_L - y) (``free_output``: the zero-nudge free phase, z_L = mu_L)."""
+        value = nudged_target(latents0[-1], y.astype(latents0[-1].dtype), 0.0 if free_output else beta, spec)
+        return Goal(value, None, spec)
+
     def problem(self, model, x, y, latents0, beta, spec: EnergySpec, runtime: Runtime, *, free_output=False) -> Problem:
-        """The clamped problem (``free_output``: the zero-nudge free phase, z_L = mu_L)."""
-        target = nudged_target(latents0[-1], y.astype(latents0[-1].dtype), 0.0 if free_output else beta, spec)
-        dtype = runtime.dtype
+        """The clamped problem of state PC (``free_output``: the zero-nudge free phase, z_L = mu_L)."""
+        from .parameterisation import States
 
-        def energy_fn(free, precision, nodes=None):
-            return energy_at(model, x, free + (target,), spec, precision=precision, nodes=nodes, dtype=dtype)
+        return States().problem(model, x, self.goal(latents0, y, beta, spec, free_output=free_output), latents0,
+                                runtime)
 
-        return Problem(latents0[:-1], tuple(range(model.num_nodes - 1)), energy_fn, lambda free: tuple(free) + (target,),
-                       spec, True)
+
+@dataclass(frozen=True)
+class Weighted:
+    """Output held at y, its term weighted by beta: w_L = beta (ePC's default target)."""
+
+    def check(self, runtime: Runtime) -> None:
+        """Every runtime policy applies."""
+
+    def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
+             free_output: bool = False) -> Goal:
+        """z_L = y with w = (1, ..., 1, beta); ``free_output`` (a zero nudge) has no meaning here."""
+        if free_output:
+            raise ConfigError("target Weighted has no free phase (a zero nudge would weigh the output term by 0): "
+                              "use target Clamp")
+        dtype = latents0[-1].dtype
+        weights = jnp.ones((len(latents0),), dtype).at[-1].set(jnp.asarray(beta).astype(dtype))
+        return Goal(y.astype(dtype), weights, spec)
 
 
 @dataclass(frozen=True)
@@ -90,12 +147,16 @@ class SoftNudge:
             raise ConfigError("target SoftNudge (algorithm.nudge=soft) runs in float32: "
                               "Runtime(compute_dtype) needs target Clamp")
 
-    def problem(self, model, x, y, latents0, beta, spec: EnergySpec, runtime: Runtime) -> Problem:
+    def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
+             free_output: bool = False) -> Goal:
+        """Output free, spec with a Gaussian output term, cost c(z_L) = beta C(z_L, y)."""
+        if free_output:
+            raise ConfigError("target SoftNudge has no zero-nudge free phase here: use target Clamp")
         cost = spec.term("output")
-        soft = spec.replace(output="gaussian")
+        return Goal(None, None, spec.replace(output="gaussian"), lambda z_out: beta * cost(z_out, y))
 
-        def energy_fn(free, precision):
-            per_sample, terms = network_energy(model, x, free, soft, precision=precision)
-            return per_sample + beta * cost(free[-1], y), terms
+    def problem(self, model, x, y, latents0, beta, spec: EnergySpec, runtime: Runtime) -> Problem:
+        """The soft-nudged problem of state PC."""
+        from .parameterisation import States
 
-        return Problem(latents0, tuple(range(model.num_nodes)), energy_fn, tuple, soft, False)
+        return States().problem(model, x, self.goal(latents0, y, beta, spec), latents0, runtime)

@@ -1,4 +1,8 @@
-"""Weight-update rules of state PC: how the relaxed problem becomes a weight step.
+"""Weight-update rules of the PC family: how the relaxed problem becomes a weight step.
+
+A rule sees the problem of the batch (``ctx.problem(model)``: built by the parameterisation from
+the target's goal, so the same rule serves states, errors or states and duals as free variables),
+relaxes it with ``relax_problem`` and takes the weight gradient with ``problem_gradient``.
 
 * ``Equilibrium``: relax, then (1/beta) dE/dtheta at the relaxed node values (standard PC).
 * ``ForwardUpdate``: the same, with the predictions of the weight-gradient energy taken from the
@@ -27,7 +31,7 @@ from ..errors import ConfigError
 from ..inference import StepInfo, latent_step
 from ..lalr import Replay
 from ..runtime import Runtime
-from .targets import Clamp, SoftNudge, energy_at
+from .targets import Clamp, Problem, SoftNudge, energy_at
 
 
 class Step(NamedTuple):
@@ -52,13 +56,44 @@ def weight_gradient(model, x, latents, spec, beta, *, pred=None, nodes=None, dty
     return energy, terms, jax.tree_util.tree_map(lambda g: g / beta.astype(g.dtype), grads)
 
 
+def problem_gradient(model, x, problem: Problem, free, beta, *, precision=None, pred=None, nodes=None, dtype=None):
+    """(1/beta) dE/dtheta of ``problem``'s energy at the relaxed free values ``free`` (held fixed), and E.
+
+    E is the batch mean of ``problem.weight_energy`` (the network energy at ``problem.latents(free)``
+    with the goal's weights, for a problem without one); ``precision`` multiplies the per-node
+    weights, ``pred`` supplies the predictions (the forward update), ``nodes`` restricts the forward
+    terms (the error front), ``dtype`` is the compute dtype of the predictions.
+    """
+    if problem.weight_energy is None:
+        if problem.weights is not None:
+            precision = problem.weights if precision is None else precision * problem.weights
+        return weight_gradient(model, x, problem.latents(free), problem.spec, beta, pred=pred, nodes=nodes,
+                               dtype=dtype, precision=precision)
+
+    def loss(m):
+        per_sample, terms = problem.weight_energy(m, free, precision=precision, pred=pred, nodes=nodes, dtype=dtype)
+        return per_sample.mean(), terms
+
+    (energy, terms), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model)
+    return energy, terms, jax.tree_util.tree_map(lambda g: g / beta.astype(g.dtype), grads)
+
+
+def relax_problem(algo, problem: Problem, model, *, schedule=(), rule=None):
+    """``problem``'s relaxation with ``algo``'s inference part and runtime (``problem.relax``, or
+    ``Inference.run`` from ``problem.init`` for a problem without one)."""
+    if problem.relax is not None:
+        return problem.relax(algo.inference, unroll=algo.runtime.unroll, schedule=schedule, rule=rule)
+    return algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes,
+                              num_nodes=model.num_nodes, unroll=algo.runtime.unroll, schedule=schedule, rule=rule)
+
+
 def _relax_and_grad(algo, ctx, pred):
-    problem = ctx.problem(ctx.state.model)
-    schedule, nodes = algo.front(ctx.state.model, problem)
-    free, infos = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes,
-                                     num_nodes=ctx.state.model.num_nodes, unroll=algo.runtime.unroll, schedule=schedule)
-    energy, terms, grads = weight_gradient(ctx.state.model, ctx.x, problem.latents(free), problem.spec, ctx.state.beta,
-                                           pred=pred, nodes=nodes, dtype=algo.runtime.dtype)
+    model = ctx.state.model
+    problem = ctx.problem(model)
+    schedule, nodes = algo.front(model, problem)
+    free, infos = relax_problem(algo, problem, model, schedule=schedule)
+    energy, terms, grads = problem_gradient(model, ctx.x, problem, free, ctx.state.beta, pred=pred, nodes=nodes,
+                                            dtype=algo.runtime.dtype)
     return Step(ctx.state, free, infos, energy, terms, grads)
 
 
@@ -130,14 +165,11 @@ class Contrastive:
         if not algo.config.energy.bidirectional:  # the free equilibrium is the feed-forward pass: zero gradient
             return out
         model = ctx.state.model
-        free_phase = ctx.target.problem(model, ctx.x, ctx.y, ctx.latents0, ctx.state.beta, algo.config.energy,
-                                        algo.runtime, free_output=True)
+        free_phase = ctx.problem(model, free_output=True)
         rule = Replay(algo.inference.lalr, out.infos.step_scale)
-        free0, _ = algo.inference.run(free_phase.energy_fn, free_phase.init, free_nodes=free_phase.free_nodes,
-                                      num_nodes=model.num_nodes, unroll=algo.runtime.unroll, rule=rule)
+        free0, _ = relax_problem(algo, free_phase, model, rule=rule)
         pred = ctx.latents0 if isinstance(self.inner, ForwardUpdate) else None
-        _, _, g0 = weight_gradient(model, ctx.x, free_phase.latents(free0), free_phase.spec, ctx.state.beta,
-                                   pred=pred)
+        _, _, g0 = problem_gradient(model, ctx.x, free_phase, free0, ctx.state.beta, pred=pred)
         if model.backward:
             g0 = eqx.tree_at(lambda m: m.backward, g0, replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
         return out._replace(grads=jax.tree_util.tree_map(lambda a, b: a - b, out.grads, g0))
@@ -170,7 +202,7 @@ class Incremental:
             st, z, zstate = carry
             problem = ctx.problem(st.model)
             precision = inf.lalr.scales(t, jnp.zeros((L,)), inf.T).precision
-            _, _, gw = weight_gradient(st.model, ctx.x, problem.latents(z), problem.spec, st.beta, precision=precision)
+            _, _, gw = problem_gradient(st.model, ctx.x, problem, z, st.beta, precision=precision)
             z, zstate, info = latent_step(problem.energy_fn, z, zstate, t, T=inf.T, optimizer=optimizer, rule=inf.lalr,
                                           free_nodes=problem.free_nodes, num_nodes=L, latent_grad=inf.latent_grad)
             st = algo.apply_updates(st, gw, algo.weight_scaler(info.step_scale))
@@ -179,5 +211,5 @@ class Incremental:
         init = ctx.problem(ctx.state.model).init
         (state, free, _), infos = jax.lax.scan(body, (ctx.state, init, optimizer.init(init)), jnp.arange(inf.T))
         problem = ctx.problem(state.model)
-        energy, terms, _ = weight_gradient(state.model, ctx.x, problem.latents(free), problem.spec, state.beta)
+        energy, terms, _ = problem_gradient(state.model, ctx.x, problem, free, state.beta)
         return Step(state, free, infos, energy, terms, None)

@@ -1,0 +1,384 @@
+"""Parameterisations: what inference frees in a PC-family algorithm.
+
+One PC-family step (``pcjax.algorithms.pc.PC``) runs the same skeleton for every method: the
+feed-forward values mu_1..mu_L; the target part turns the label into a ``Goal`` (the held output
+z_L and the per-node weights w); the *parameterisation* turns the goal into the problem inference
+solves: the free variables v, their initial values, the node values z(v) and the energy E(v); the
+update rule relaxes v (the inference part: T optimiser steps, each leaf's step scaled by its node's
+LALR multiplier) and steps the weights along (1/beta) dE/dtheta at the relaxed values, held fixed.
+
+* ``States`` (predictive coding): v = (z_1..z_{L-1}), z(v) = v, initialised at the feed-forward
+  pass; E(v) = sum_l w_l alpha_l phi_l(mu_l(z_{<l}), z_l).
+* ``Errors`` (ePC; Goemaere et al. 2025): v = (e_1..e_{L-1}), initialised at 0, and the states by a
+  forward sweep z_l = mu_l(z_{<l}) + e_l (skips included); the same E at z(v). One gradient step
+  reaches every layer; the minimum is the same as with ``States`` (z = sweep(e) is a bijection).
+* ``StatesAndDuals`` (PC-ALM; Seely & Gould 2026): v = (z, lambda), lambda_l initialised at 0;
+  E_rho(z, lambda) = w_L phi_out(mu_L, z_L) + sum_{l<L} w_l alpha_l (rho/2) ||r_l + lambda_l / rho||^2
+  with r_l = z_l - mu_l(z_{<l}); the optimiser steps z only, and between state steps a dual-ascent
+  step lambda_l <- lambda_l + dual_lr r_l (its ``relax``).
+
+A parameterisation is a small frozen dataclass implementing ``Parameterisation``; a new way of
+freeing the network is one such class (one file), used by ``PC`` with every part it accepts.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ..errors import ConfigError
+from ..inference import ActiveSet, Inference, StepInfo, latent_step
+from ..lalr import LALRRule
+from ..network_energy import EnergySpec, LayerEnergies, broadcast, error_norm
+from ..runtime import Runtime
+from .targets import Clamp, Goal, Problem, energy_at
+
+#: The free variables: a tuple of arrays (``States``, ``Errors``) or a pytree of them (``StatesAndDuals``: (z, lambda)).
+Free = Any
+
+
+def _times(precision: Array | None, weights: Array | None) -> Array | None:
+    """precision x weights, either of them optional."""
+    if weights is None:
+        return precision
+    return weights if precision is None else precision * weights
+
+
+class Relaxation(NamedTuple):
+    """What inference produced on one batch (``PC.train_step(..., return_relaxation=True)``).
+
+    ``free``: the relaxed free variables; ``latents``: the node values z_1..z_L the weight update
+    saw; ``infos``: the per-inference-step trace (leading axis T).
+    """
+
+    free: Free
+    latents: tuple[Array, ...]
+    infos: StepInfo
+
+
+class Parameterisation(abc.ABC):
+    """What inference frees: the free variables, the node values they imply and their energy.
+
+    Subclasses implement ``init``, ``free_nodes`` and ``latents``; the energy (``energy``), the
+    energy the weight update differentiates (``weight_energy``), the relaxation (``relax``), the
+    extra metrics and the refusal of parts (``check``) have defaults that suit any parameterisation
+    whose energy is the network energy at ``latents(v)``.
+    """
+
+    #: the algorithm's name when it uses this parameterisation with the standard update rule
+    label: ClassVar[str] = "pc"
+    #: whether the error front (``Runtime(error_front=True)``) applies: it skips the terms that are
+    #: exactly zero after a feed-forward initialisation of the *states*
+    front_ok: ClassVar[bool] = False
+
+    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+        """Refuse (``ConfigError``, naming both) the parts of ``config`` (a ``PCConfig``: target,
+        update rule, energy, ``eval_steps``), the inference part or the runtime policy that this
+        parameterisation cannot work with. The default accepts every part."""
+
+    @abc.abstractmethod
+    def init(self, model, x: Array, latents0: tuple[Array, ...], goal: Goal) -> Free:
+        """v_0, the initial free variables, from the feed-forward values mu_1..mu_L (gradient stopped)."""
+
+    @abc.abstractmethod
+    def free_nodes(self, num_nodes: int, goal: Goal) -> tuple[int, ...]:
+        """For every free leaf that the optimiser steps, its node (0-based: node l is l - 1), whose
+        LALR multiplier rho_l scales the step."""
+
+    @abc.abstractmethod
+    def latents(self, model, x: Array, free: Free, goal: Goal) -> tuple[Array, ...]:
+        """z(v) = (z_1, ..., z_L): the node values the free variables imply, the held output
+        ``goal.value`` last when the output is not free."""
+
+    def energy(self, model, x: Array, free: Free, goal: Goal, precision: Array | None = None,
+               nodes: Sequence[int] | None = None, dtype=None) -> tuple[Float[Array, "B"], LayerEnergies]:
+        """Per-sample E(v) = sum_l p_l w_l alpha_l F_l(z(v)) + sum_l lambda_l G_l(z(v)) [+ c(z_L)].
+
+        F_l = phi_l(mu_l, z_l) at z = ``latents(v)``, p the inference's precision schedule, w the
+        goal's weights, c the goal's cost of a free output; ``nodes``: only those forward terms
+        (the error front); ``dtype``: predictions in that compute dtype.
+        """
+        latents = self.latents(model, x, free, goal)
+        per_sample, terms = energy_at(model, x, latents, goal.spec, precision=_times(precision, goal.weights),
+                                      nodes=nodes, dtype=dtype)
+        if goal.cost is not None:
+            per_sample = per_sample + goal.cost(latents[-1])
+        return per_sample, terms
+
+    def weight_energy(self, model, x: Array, free: Free, latents: tuple[Array, ...], goal: Goal, *,
+                      precision: Array | None = None, pred: tuple[Array, ...] | None = None,
+                      nodes: Sequence[int] | None = None, dtype=None) -> tuple[Float[Array, "B"], LayerEnergies]:
+        """Per-sample E(theta) = sum_l p_l w_l alpha_l phi_l(mu_l(theta), z_l) + top-down terms at fixed
+        node values ``latents`` (= z(v) at the relaxed v, gradient stopped): what the weight update
+        differentiates. Predictions from ``pred`` when given (the forward update)."""
+        return energy_at(model, x, latents, goal.spec, precision=_times(precision, goal.weights), pred=pred,
+                         nodes=nodes, dtype=dtype)
+
+    def relax(self, model, x: Array, goal: Goal, problem: Problem, inference: Inference, *, unroll: int | bool = 1,
+              schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None,
+              T: int | None = None) -> tuple[Free, StepInfo]:
+        """Inference: T optimiser steps v <- v + update(rho dE/dv) from v_0 (``Inference.run``)."""
+        return inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes,
+                             num_nodes=model.num_nodes, unroll=unroll, schedule=schedule, rule=rule, T=T)
+
+    def metrics(self, free: Free) -> dict[str, Array]:
+        """Extra metrics of the relaxed free variables (none by default)."""
+        return {}
+
+    def relaxation(self, model, x: Array, goal: Goal, free: Free, infos: StepInfo) -> Any:
+        """What ``train_step(..., return_relaxation=True)`` returns: a ``Relaxation`` by default."""
+        latents = self.latents(model, x, free, goal)
+        return Relaxation(free, tuple(jax.lax.stop_gradient(z) for z in latents), infos)
+
+    def problem(self, model, x: Array, goal: Goal, latents0: tuple[Array, ...], runtime: Runtime) -> Problem:
+        """The ``Problem`` of one batch: these methods bound to the model, batch and goal."""
+        dtype = runtime.dtype
+
+        def energy_fn(free, precision, nodes=None):
+            return self.energy(model, x, free, goal, precision, nodes=nodes, dtype=dtype)
+
+        def latents(free):
+            return self.latents(model, x, free, goal)
+
+        def weight_energy(m, free, *, precision=None, pred=None, nodes=None, dtype=None):
+            fixed = tuple(jax.lax.stop_gradient(z) for z in latents(free))
+            return self.weight_energy(m, x, free, fixed, goal, precision=precision, pred=pred, nodes=nodes,
+                                      dtype=dtype)
+
+        problem = Problem(self.init(model, x, latents0, goal), self.free_nodes(model.num_nodes, goal), energy_fn,
+                          latents, goal.spec, goal.clamped, goal.weights, None, weight_energy)
+
+        def relax(inference, **kw):
+            return self.relax(model, x, goal, problem, inference, **kw)
+
+        return problem._replace(relax=relax)
+
+
+# --------------------------------------------------------------------------------------- states
+@dataclass(frozen=True)
+class States(Parameterisation):
+    """Predictive coding: the node values are free, v = (z_1..z_{L-1}) (and z_L when the output is
+    free), initialised at the feed-forward pass, z(v) = v."""
+
+    label: ClassVar[str] = "pc"
+    front_ok: ClassVar[bool] = True
+
+    def init(self, model, x: Array, latents0: tuple[Array, ...], goal: Goal) -> tuple[Array, ...]:
+        """v_0 = (mu_1..mu_{L-1}) (and mu_L when the output is free)."""
+        return tuple(latents0[:-1]) if goal.clamped else tuple(latents0)
+
+    def free_nodes(self, num_nodes: int, goal: Goal) -> tuple[int, ...]:
+        return tuple(range(num_nodes - 1 if goal.clamped else num_nodes))
+
+    def latents(self, model, x: Array, free: tuple[Array, ...], goal: Goal) -> tuple[Array, ...]:
+        """z = v (+ the held output)."""
+        return tuple(free) + (goal.value,) if goal.clamped else tuple(free)
+
+
+# --------------------------------------------------------------------------------------- errors
+def sweep(model, x: Array, errors: tuple[Array, ...]) -> tuple[Array, ...]:
+    """States of a forward sweep with errors: z_l = mu_l(z_0..z_{l-1}) + e_l for l = 1..len(errors)."""
+    values = [x]
+    for l, e in enumerate(errors, start=1):
+        values.append(model.predict(l, values) + e)
+    return tuple(values[1:])
+
+
+@dataclass(frozen=True)
+class Errors(Parameterisation):
+    """ePC: the prediction errors are free, v = (e_1..e_{L-1}) (and e_L when the output is free),
+    initialised at 0; z(v) by the forward sweep z_l = mu_l(z_{<l}) + e_l."""
+
+    label: ClassVar[str] = "epc"
+
+    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+        from .updates import Incremental
+
+        if runtime.dtype is not None:
+            raise ConfigError("algorithm epc (parameterisation Errors) runs in float32: remove Runtime(compute_dtype)")
+        if isinstance(config.update, Incremental):
+            raise ConfigError("update rule Incremental cannot be combined with parameterisation Errors (ePC): iPC "
+                              "steps the weights between inference steps with the node values held, but with the "
+                              "errors free a weight step moves every state z = mu(theta) + e (use parameterisation "
+                              "States)")
+        if config.eval_steps:
+            raise ConfigError("algorithm.eval_steps relaxes the node states at evaluation: it needs parameterisation "
+                              "States, not Errors (ePC evaluates the feed-forward output)")
+
+    def init(self, model, x: Array, latents0: tuple[Array, ...], goal: Goal) -> tuple[Array, ...]:
+        """v_0 = 0 (the sweep starts at the feed-forward pass)."""
+        shapes = model.node_shapes if not goal.clamped else model.node_shapes[:-1]
+        return tuple(jnp.zeros((x.shape[0],) + tuple(s), x.dtype) for s in shapes)
+
+    def free_nodes(self, num_nodes: int, goal: Goal) -> tuple[int, ...]:
+        return tuple(range(num_nodes - 1 if goal.clamped else num_nodes))
+
+    def latents(self, model, x: Array, free: tuple[Array, ...], goal: Goal) -> tuple[Array, ...]:
+        """z = sweep(e) (+ the held output)."""
+        states = sweep(model, x, free)
+        return states + (goal.value,) if goal.clamped else states
+
+
+# ------------------------------------------------------------------------------- states and duals
+class ALMRelaxation(NamedTuple):
+    """What PC-ALM's inference produced on one batch (all gradients stopped).
+
+    ``states``: z_1..z_{L-1} after the final state step; ``duals``: lambda_1..lambda_{L-1} that
+    the final state step (and the weight gradient) used; ``residuals``: r_l at the final states;
+    ``infos``: the per-state-step trace (leading axis = budget).
+    """
+
+    states: tuple[Array, ...]
+    duals: tuple[Array, ...]
+    residuals: tuple[Array, ...]
+    infos: StepInfo
+
+
+def residuals(model, x: Array, states: tuple[Array, ...]) -> tuple[Array, ...]:
+    """r_l = z_l - mu_l(z_0..z_{l-1}) for the hidden nodes l = 1..L-1."""
+    values = (x,) + tuple(states)
+    return tuple(z - model.predict(l, values).astype(z.dtype) for l, z in enumerate(states, start=1))
+
+
+def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tuple[Array, ...], spec: EnergySpec,
+               rho: float, precision: Array | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
+    """Per-sample E_rho = w_L alpha_L phi_out(mu_L, y) + sum_{l<L} w_l alpha_l (rho/2) ||r_l + lambda_l/rho||^2.
+
+    ``precision`` (w, shape (L,)) multiplies the per-node weights (an LALR precision schedule);
+    the terms report each node's augmented term and the residual norm ||r_l|| (output: ||y - mu_L||).
+    """
+    L = model.num_nodes
+    values = (x,) + tuple(states)
+    alpha = jnp.asarray(broadcast(spec.alpha, L, "energy.alpha"))
+    if precision is not None:
+        alpha = alpha * precision
+    forward, norms = [], []
+    for l, (z, lam) in enumerate(zip(states, duals), start=1):
+        mu = model.predict(l, values).astype(z.dtype)
+        shifted = (z - mu + lam / rho).reshape(z.shape[0], -1)
+        forward.append(0.5 * rho * jnp.sum(jnp.square(shifted), axis=1))
+        norms.append(error_norm(mu, z))
+    mu_out = model.predict(L, values).astype(y.dtype)
+    forward.append(spec.term("output")(mu_out, y))
+    norms.append(error_norm(mu_out, y))
+    total = sum(alpha[i] * f for i, f in enumerate(forward))
+    return total, LayerEnergies(tuple(forward), (), jnp.stack(norms))
+
+
+@dataclass(frozen=True)
+class StatesAndDuals(Parameterisation):
+    """PC-ALM: the node states and one dual variable per hidden node are free, v = (z, lambda),
+    z_0 the feed-forward pass and lambda_0 = 0; E is the augmented Lagrangian E_rho(z, lambda) of
+    "minimise the output loss subject to r_l = 0" (``alm_energy``).
+
+    Inference alternates, T - 1 times, one state step on E_rho (the inference part's optimiser and
+    LALR rule; lambda held) and one dual-ascent step lambda_l <- lambda_l + dual_lr r_l, then takes a
+    final state step; the weights step along dE_rho/dtheta at the final z with the duals that final
+    step used. lambda = 0 and rho = 1 is the clamped state-PC energy; dual_lr = 0 is state PC on
+    the rho-weighted energy.
+    """
+
+    rho: float = 1.0
+    dual_lr: float = 1.0
+    label: ClassVar[str] = "pc-alm"
+
+    def __post_init__(self):
+        if not (self.rho > 0 and math.isfinite(self.rho)):
+            raise ConfigError(f"algorithm.params.rho={self.rho} is not valid: the penalty weight must be a finite "
+                              "number > 0 (the paper's default is 1)")
+        if not (self.dual_lr >= 0 and math.isfinite(self.dual_lr)):
+            raise ConfigError(f"algorithm.params.dual_lr={self.dual_lr} is not valid: the dual-ascent step must be a "
+                              "finite number >= 0 (0 is PC with a rho-weighted energy; the paper's default is 1)")
+
+    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+        from .updates import Equilibrium
+
+        if inference.T < 1:
+            raise ConfigError(f"algorithm.T={inference.T}: PC-ALM needs a budget of at least 1 state step "
+                              "(the paper uses T = 2 x depth)")
+        if inference.tol is not None:
+            raise ConfigError("algorithm.tol: PC-ALM runs its full budget (dual steps interleave the state steps); "
+                              "remove algorithm.tol")
+        spec = config.energy
+        if not spec.is_term("hidden", "gaussian") or spec.bidirectional:
+            raise ConfigError("PC-ALM's hidden terms are the augmented quadratic penalty (rho/2)||r + lambda/rho||^2: "
+                              "use energy.hidden=gaussian and energy.lam=0 (the output term may be any energy)")
+        if runtime.dtype is not None:
+            raise ConfigError("algorithm pcalm runs in float32: remove Runtime(compute_dtype)")
+        if type(config.target) is not Clamp:
+            raise ConfigError(f"target {type(config.target).__name__} cannot be combined with parameterisation "
+                              "StatesAndDuals (PC-ALM): its energy holds the output at the target (use target Clamp)")
+        if not isinstance(config.update, Equilibrium):
+            raise ConfigError(f"update rule {type(config.update).__name__} cannot be combined with parameterisation "
+                              "StatesAndDuals (PC-ALM): its relaxation interleaves dual-ascent steps with the state "
+                              "steps and the weights step once at the end (use update rule Equilibrium)")
+        if config.eval_steps:
+            raise ConfigError("algorithm.eval_steps relaxes the node states at evaluation: it needs parameterisation "
+                              "States, not StatesAndDuals (PC-ALM evaluates the feed-forward output)")
+
+    def init(self, model, x: Array, latents0: tuple[Array, ...], goal: Goal) -> tuple[tuple[Array, ...], ...]:
+        """v_0 = ((mu_1..mu_{L-1}), (0, ..., 0))."""
+        states0 = tuple(latents0[:-1])
+        return states0, tuple(jnp.zeros_like(z) for z in states0)
+
+    def free_nodes(self, num_nodes: int, goal: Goal) -> tuple[int, ...]:
+        """The states' nodes (the duals are not stepped by the optimiser)."""
+        return tuple(range(num_nodes - 1))
+
+    def latents(self, model, x: Array, free, goal: Goal) -> tuple[Array, ...]:
+        """z = (z_1..z_{L-1}, held output)."""
+        return tuple(free[0]) + (goal.value,)
+
+    def energy(self, model, x: Array, free, goal: Goal, precision: Array | None = None,
+               nodes: Sequence[int] | None = None, dtype=None) -> tuple[Float[Array, "B"], LayerEnergies]:
+        """Per-sample E_rho(z, lambda) (``alm_energy``) toward the held output."""
+        states, duals = free
+        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights))
+
+    def weight_energy(self, model, x: Array, free, latents: tuple[Array, ...], goal: Goal, *,
+                      precision: Array | None = None, pred=None, nodes=None, dtype=None):
+        """E_rho(theta) at the relaxed states and duals (held fixed)."""
+        states, duals = jax.lax.stop_gradient(free)
+        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights))
+
+    def relax(self, model, x: Array, goal: Goal, problem: Problem, inference: Inference, *, unroll: int | bool = 1,
+              schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None, T: int | None = None):
+        """(state step, dual step) x (T - 1), then a final state step; returns ((z, lambda), StepInfo)
+        with lambda the duals the final state step used."""
+        T = inference.T if T is None else T
+        L = model.num_nodes
+        optimizer = inference.optim.make()
+        states0, duals0 = problem.init
+        step = dict(T=T, optimizer=optimizer, rule=rule or inference.lalr, free_nodes=problem.free_nodes,
+                    num_nodes=L, latent_grad=inference.latent_grad)
+
+        def state_step(z, zstate, lam, t):
+            return latent_step(lambda free, precision: problem.energy_fn((free, lam), precision), z, zstate, t, **step)
+
+        def body(carry, t):
+            z, zstate, lam = carry
+            z, zstate, info = state_step(z, zstate, lam, t)
+            lam = tuple(a + self.dual_lr * r for a, r in zip(lam, residuals(model, x, z)))
+            return (z, zstate, lam), info
+
+        (z, zstate, lam), infos = jax.lax.scan(body, (states0, optimizer.init(states0), duals0), jnp.arange(T - 1),
+                                               unroll=unroll)
+        z, _, last = state_step(z, zstate, lam, jnp.asarray(T - 1))
+        infos = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), infos, last)
+        return (jax.lax.stop_gradient(z), jax.lax.stop_gradient(lam)), infos
+
+    def metrics(self, free) -> dict[str, Array]:
+        """``dual_norm``: the RMS norm of every dual, sqrt(mean_b ||lambda_l||^2)."""
+        return {"dual_norm": jnp.stack([error_norm(0.0, a) for a in free[1]])}
+
+    def relaxation(self, model, x: Array, goal: Goal, free, infos: StepInfo) -> ALMRelaxation:
+        """The relaxed states, duals and residuals (``ALMRelaxation``)."""
+        states, duals = free
+        return ALMRelaxation(states, duals, residuals(model, x, states), infos)
