@@ -173,8 +173,30 @@ def test_pcalm_is_selectable_from_the_config_and_trains():
 @pytest.mark.parametrize("algorithm", ["epc", "pcalm", "bp"])
 @pytest.mark.parametrize("override", ["algorithm.nudge=bogus", "algorithm.contrast=true", "algorithm.variant=ipc"])
 def test_parts_an_algorithm_does_not_have_are_refused_not_ignored(algorithm, override):
+    if algorithm == "epc" and override != "algorithm.nudge=bogus":  # ePC has update rules (below)
+        return
     with pytest.raises(pj.ConfigError, match=f"does not apply to algorithm '{algorithm}'"):
         _build([f"algorithm={algorithm}", override])
+
+
+def test_epc_takes_the_update_rules_its_parameterisation_accepts_from_the_config():
+    _, algo = _build(["algorithm=epc", "algorithm.variant=fu", "algorithm.contrast=true",
+                      "algorithm.params.target=nudged"])
+    assert isinstance(algo, pj.EPC) and algo.config.update == pj.Contrastive(pj.ForwardUpdate())
+    assert isinstance(algo.config.target, pj.Clamp)
+    with pytest.raises(pj.ConfigError, match="Contrastive cannot be combined with target Weighted"):
+        _build(["algorithm=epc", "algorithm.contrast=true"])  # ePC's default target: beta-weighted output
+    with pytest.raises(pj.ConfigError, match="Incremental cannot be combined with parameterisation Errors"):
+        _build(["algorithm=epc", "algorithm.variant=ipc"])
+    with pytest.raises(pj.ConfigError, match="eval_steps"):
+        _build(["algorithm=epc", "algorithm.eval_steps=2"])
+
+
+def test_pcalm_holds_the_output_at_the_label():
+    with pytest.raises(pj.ConfigError, match="does not apply to algorithm 'pcalm'"):
+        _build(["algorithm=pcalm", "algorithm.beta=0.5"])
+    with pytest.raises(pj.ConfigError, match="does not apply to algorithm 'pcalm'"):
+        _build(["algorithm=pcalm", "algorithm.beta_schedule=random_sign"])
 
 
 def test_beta_is_held_in_the_default_float_dtype():

@@ -20,7 +20,8 @@ from .updates import (Contrastive, Equilibrium, ForwardUpdate, Incremental, Step
 from .builtin import pc_config  # registers pc, epc, bp
 
 __all__ = [
-    "PCALM", "ALMRelaxation", "alm_energy", "residuals", "Algorithm", "TrainState", "accuracy", "check_batch", "trainable", "Backprop", "EPC", "epc_config", "sweep", "PC", "PCConfig",
+    "PCALM", "ALMRelaxation", "alm_energy", "residuals", "Algorithm", "TrainState", "accuracy", "check_batch",
+    "trainable", "Backprop", "EPC", "epc_config", "sweep", "PC", "PCConfig",
     "Parameterisation", "States", "Errors", "StatesAndDuals", "Relaxation", "Goal", "Weighted", "problem_gradient",
     "relax_problem",
     "feedforward", "BuildContext", "algorithm_params", "available_algorithms", "build_algorithm", "get_algorithm",

@@ -22,6 +22,8 @@ approaches it layer by layer, with the dual signal travelling ballistically inst
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -40,14 +42,16 @@ __all__ = ["PCALM", "ALMRelaxation", "alm_energy", "residuals"]
 
 class PCALM(PC):
     """PC-ALM: state and dual variables freed by inference, weight step along dE_rho/dtheta
-    (``PC`` with parameterisation ``StatesAndDuals``, target ``Clamp`` at beta = 1)."""
+    (``PC`` with parameterisation ``StatesAndDuals``, target ``Clamp`` at beta = 1). ``parts`` replace
+    other ``PCConfig`` fields (``lalr_weights``; the parameterisation refuses any other target or
+    update rule, and ``eval_steps``)."""
 
     def __init__(self, inference: Inference, energy: EnergySpec, weight_optim, total_steps: int, *, rho: float = 1.0,
-                 dual_lr: float = 1.0, runtime: Runtime | None = None, name: str = "pc-alm"):
+                 dual_lr: float = 1.0, runtime: Runtime | None = None, name: str = "pc-alm", **parts: Any):
         parameterisation = StatesAndDuals(float(rho), float(dual_lr))
         config = PCConfig(T=inference.T, latent=inference.optim, energy=energy, lalr=inference.lalr, beta=1.0,
                           latent_grad=inference.latent_grad, tol=inference.tol, tol_on=inference.tol_on,
-                          min_steps=inference.min_steps, target=Clamp(), update=Equilibrium(),
+                          min_steps=inference.min_steps, **{"target": Clamp(), "update": Equilibrium(), **parts},
                           parameterisation=parameterisation)
         super().__init__(config, weight_optim, total_steps, runtime=runtime, name=name, inference=inference)
 

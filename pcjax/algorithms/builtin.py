@@ -3,8 +3,11 @@
 ``pc`` reads its parts from the ``algorithm`` config node: ``variant`` (``pc``: Equilibrium,
 ``fu``: ForwardUpdate, ``ipc``: Incremental), ``contrast`` (wraps the rule in Contrastive) and
 ``nudge`` (``clamp``: Clamp, ``soft``: SoftNudge). A combination that makes no sense fails in the
-parts' own checks, naming both parts. ``epc``, ``pcalm`` and ``bp`` have no target or update-rule
-parts: setting ``variant``, ``contrast`` or ``nudge`` for them is refused, not ignored.
+parts' own checks, naming both parts. ``epc`` is the same step with parameterisation ``Errors``: it
+reads ``variant`` and ``contrast`` as ``pc`` does (``ipc`` is refused by the parameterisation) and its
+target from ``algorithm.params.target``; ``nudge`` does not apply to it. ``pcalm`` (its parts are
+fixed) and ``bp`` have no target or update-rule parts: setting ``variant``, ``contrast`` or ``nudge``
+for them is refused, not ignored.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ def _choice(field: str, value: str, table: dict):
         raise ConfigError(f"{field} must be one of {', '.join(table)}; got {value!r}") from None
 
 
+def update_rule(ctx: BuildContext):
+    """The update rule of ``algorithm.variant`` (wrapped in ``Contrastive`` with ``algorithm.contrast``)."""
+    a = ctx.algorithm
+    update = _choice("algorithm.variant", a.get("variant", "pc"), UPDATES)
+    return Contrastive(update) if a.get("contrast") else update
+
+
 def pc_config(ctx: BuildContext) -> PCConfig:
     """The ``PCConfig`` (with its parts) of the ``algorithm`` config node."""
     a = ctx.algorithm
-    update = _choice("algorithm.variant", a.get("variant", "pc"), UPDATES)
-    if a.get("contrast"):
-        update = Contrastive(update)
+    update = update_rule(ctx)
     inf = ctx.inference
     return PCConfig(T=inf.T, latent=inf.optim, energy=ctx.energy, lalr=inf.lalr, lalr_weights=ctx.lalr_weights,
                     beta=a["beta"], latent_grad=inf.latent_grad, eval_steps=a.get("eval_steps", 0),
@@ -52,10 +60,11 @@ def build_pc(ctx: BuildContext) -> PC:
 PART_DEFAULTS = {"variant": "pc", "contrast": False, "nudge": "clamp"}
 
 
-def refuse_parts(ctx: BuildContext) -> None:
-    """Refuse ``algorithm.variant/contrast/nudge`` for an algorithm that has no such parts."""
+def refuse_parts(ctx: BuildContext, keys=tuple(PART_DEFAULTS)) -> None:
+    """Refuse ``algorithm.variant/contrast/nudge`` (those of ``keys``) for an algorithm that has no such parts."""
     a, name = ctx.algorithm, ctx.algorithm["name"]
-    for key, default in PART_DEFAULTS.items():
+    for key in keys:
+        default = PART_DEFAULTS[key]
         value = a.get(key, default)
         if value != default:
             raise ConfigError(f"algorithm.{key}={value!r} does not apply to algorithm {name!r}: it has no "
@@ -66,20 +75,32 @@ def refuse_parts(ctx: BuildContext) -> None:
 @register_algorithm("epc", hydra_config=False)
 def build_epc(ctx: BuildContext) -> EPC:
     """ePC (errors as the free variables); ``algorithm.params.target``: ``weighted`` (beta weighs the output
-    term toward y) or ``nudged`` (output term of weight 1 toward mu_L + beta (y - mu_L))."""
-    refuse_parts(ctx)
+    term toward y) or ``nudged`` (output term of weight 1 toward mu_L + beta (y - mu_L)); ``algorithm.variant``
+    (``pc`` | ``fu``) and ``algorithm.contrast`` choose the update rule as for ``pc``."""
+    a = ctx.algorithm
+    if a.get("nudge", "clamp") != "clamp":
+        raise ConfigError(f"algorithm.nudge={a['nudge']!r} does not apply to algorithm 'epc': its target is "
+                          "algorithm.params.target (weighted | nudged); remove the override")
     p = algorithm_params(ctx, target="weighted")
-    return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=ctx.algorithm["beta"],
-               target=str(p["target"]), runtime=ctx.runtime)
+    return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=a["beta"],
+               target=str(p["target"]), runtime=ctx.runtime, update=update_rule(ctx), lalr_weights=ctx.lalr_weights,
+               eval_steps=a.get("eval_steps", 0))
 
 
 @register_algorithm("pcalm", hydra_config=False)
 def build_pcalm(ctx: BuildContext) -> PCALM:
-    """PC-ALM (states and duals freed); ``algorithm.params``: ``rho`` (penalty) and ``dual_lr`` (dual ascent)."""
+    """PC-ALM (states and duals freed); ``algorithm.params``: ``rho`` (penalty) and ``dual_lr`` (dual ascent).
+    Its output is held at the label: ``algorithm.beta`` must be 1 (and not ``random_sign``-scheduled)."""
     refuse_parts(ctx)
+    a = ctx.algorithm
+    if float(a.get("beta", 1.0)) != 1.0 or a.get("beta_schedule", "constant") == "random_sign":
+        raise ConfigError(f"algorithm.beta={a.get('beta')!r} (beta_schedule={a.get('beta_schedule', 'constant')!r}) "
+                          "does not apply to algorithm 'pcalm': its energy holds the output at the label (beta = 1); "
+                          "remove the override")
     p = algorithm_params(ctx, rho=1.0, dual_lr=1.0)
     return PCALM(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, rho=float(p["rho"]),
-                 dual_lr=float(p["dual_lr"]), runtime=ctx.runtime)
+                 dual_lr=float(p["dual_lr"]), runtime=ctx.runtime, lalr_weights=ctx.lalr_weights,
+                 eval_steps=a.get("eval_steps", 0))
 
 
 @register_algorithm("bp", hydra_config=False)

@@ -26,6 +26,8 @@ term's curvature (beta vs 1) and in its weight gradient (mu_L - y vs (mu_L - y_t
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ConfigError
 from ..inference import Inference
 from ..network_energy import EnergySpec
@@ -55,11 +57,13 @@ def epc_config(inference: Inference, energy: EnergySpec, *, beta: float = 1.0, t
 
 class EPC(PC):
     """ePC: inference on the prediction errors, local PC weight update at the swept states
-    (``PC`` with parameterisation ``Errors``)."""
+    (``PC`` with parameterisation ``Errors``). ``parts`` replace other ``PCConfig`` fields: ``update``
+    (default ``Equilibrium``), ``lalr_weights``, ``eval_steps`` (refused: ePC evaluates mu_L)."""
 
     def __init__(self, inference: Inference, energy: EnergySpec, weight_optim, total_steps: int, *,
-                 beta: float = 1.0, target: str = "weighted", runtime: Runtime | None = None, name: str = "epc"):
-        super().__init__(epc_config(inference, energy, beta=beta, target=target), weight_optim, total_steps,
+                 beta: float = 1.0, target: str = "weighted", runtime: Runtime | None = None, name: str = "epc",
+                 **parts: Any):
+        super().__init__(epc_config(inference, energy, beta=beta, target=target, **parts), weight_optim, total_steps,
                          runtime=runtime, name=name, inference=inference)
         self.target = target
 

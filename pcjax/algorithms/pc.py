@@ -57,7 +57,8 @@ class PCConfig:
         if self.beta == 0:
             raise ConfigError("algorithm.beta must be non-zero (the weight update is scaled by 1/beta)")
         if isinstance(self.target, Weighted) and not self.beta > 0:
-            raise ConfigError(f"algorithm.beta must be > 0 with target Weighted (the output term's weight), got {self.beta}")
+            raise ConfigError(f"algorithm.beta must be > 0 with target Weighted (the output term's weight), "
+                              f"got {self.beta}")
         if self.eval_steps < 0:
             raise ConfigError(f"algorithm.eval_steps must be >= 0, got {self.eval_steps}")
 
