@@ -136,15 +136,20 @@ def error_norm(mu: Array, z: Array) -> Float[Array, ""]:
 
 
 def layer_energies(model, x: Array, latents: Latents, spec: EnergySpec, *,
-                   pred_latents: Latents | None = None) -> LayerEnergies:
+                   pred_latents: Latents | None = None, mus: Latents | None = None) -> LayerEnergies:
     """Per-node energy terms F_l = phi_f(mu_l, z_l) (phi_f = ``spec.output`` for l = L) and, if
     ``spec.lam != 0``, G_l = phi_b(nu_l, z_l). Predictions come from ``pred_latents`` when given
-    (forward-update rule: predictions from the initial feed-forward values), else from ``latents``."""
+    (forward-update rule: predictions from the initial feed-forward values), else from ``latents``;
+    ``mus`` supplies the forward predictions mu_1..mu_L themselves (already computed, e.g. by ePC's
+    sweep; they are not recomputed)."""
     if len(latents) != model.num_nodes:
         raise ShapeError(f"expected {model.num_nodes} latents (z_1..z_L) but got {len(latents)}")
     values = (x,) + tuple(latents)
     pvalues = values if pred_latents is None else (x,) + tuple(pred_latents)
-    mus = model.predictions(pvalues)
+    if mus is None:
+        mus = model.predictions(pvalues)
+    elif len(mus) != model.num_nodes:
+        raise ShapeError(f"expected {model.num_nodes} predictions (mu_1..mu_L) but got {len(mus)}")
     hidden, output = spec.term("hidden"), spec.term("output")
     forward = []
     for l, (mu, z) in enumerate(zip(mus, latents), start=1):
@@ -186,13 +191,15 @@ def _checked(f: Array, z: Array, l: int, term: str = "") -> Array:
 
 
 def network_energy(model, x: Array, latents: Latents, spec: EnergySpec, *, precision: Array | None = None,
-                   pred_latents: Latents | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
+                   pred_latents: Latents | None = None, mus: Latents | None = None
+                   ) -> tuple[Float[Array, "B"], LayerEnergies]:
     """Per-sample total energy E_b = sum_l w_l alpha_l F_l + sum_l lambda_l G_l, and its terms.
 
     ``precision`` (w, shape (L,)) multiplies the forward weights (LALR precision schedules, ePC's
-    output weight). The batch energy is ``total.mean()``.
+    output weight); ``mus``: the forward predictions, when already computed (``layer_energies``).
+    The batch energy is ``total.mean()``.
     """
-    terms = layer_energies(model, x, latents, spec, pred_latents=pred_latents)
+    terms = layer_energies(model, x, latents, spec, pred_latents=pred_latents, mus=mus)
     alpha = jnp.asarray(broadcast(spec.alpha, model.num_nodes, "energy.alpha"))
     if precision is not None:
         alpha = alpha * precision

@@ -4,8 +4,12 @@
   (quadratic) energy, and so the same weight update;
 * at depth 20, ePC's energy after k inference steps is far below state PC's from the same start;
 * the soft-nudged ePC weight update / beta tends to the backprop gradient as beta -> 0;
-* ePC with LALR and skip edges trains; ``algorithm=epc`` is selectable and defaults to standard energy.
+* ePC with LALR and skip edges trains; ``algorithm=epc`` is selectable and defaults to standard energy;
+* ``reuse_sweep`` (the energy takes the sweep's predictions) is the same step up to rounding, with
+  fewer matrix products per inference step.
 """
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -14,7 +18,7 @@ import numpy as np
 import pytest
 
 import pcjax as pj
-from pcjax.algorithms import sweep
+from pcjax.algorithms import epc_config, sweep
 
 
 def _f64(tree):
@@ -177,3 +181,47 @@ def test_epc_without_xla_fusion_trains_the_same_and_is_the_cpu_default(tmp_path)
     assert resolve_runtime(net, algorithm="pc", backend="cpu").xla_fusion is True
     with pytest.raises(pj.ConfigError, match="algorithm.xla_fusion"):
         resolve_runtime(net, xla_fusion="sometimes")
+
+
+def _dots_in_relaxation(algo, net, x, y) -> int:
+    """dot_general operations in the body of the relaxation's scan (one inference step)."""
+    jaxpr = jax.make_jaxpr(lambda s: algo.train_step(s, x, y))(algo.init(net)).jaxpr
+    bodies = [e.params["jaxpr"].jaxpr for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(bodies) == 1
+    return sum(e.primitive.name == "dot_general" for e in bodies[0].eqns)
+
+
+@pytest.mark.parametrize("case", ["weighted", "nudged", "soft", "top_down", "contrastive"])
+def test_reusing_the_sweeps_predictions_changes_the_step_by_rounding_only(case):
+    """``reuse_sweep``: the energy takes phi(mu_l, z_l) with the sweep's own mu_l. Same maths: one step
+    (relaxation and weight update) agrees with the default to float64 rounding on a residual net with
+    skip edges (and top-down terms), for every target; each inference step runs L - 2 fewer
+    predictions' transposes and L - 1 fewer predictions (plain MLP: 2L - 1 matrix products
+    instead of 4L - 4)."""
+    with jax.enable_x64(True):
+        backward = "learned" if case in ("top_down", "contrastive") else "none"
+        net = _f64(pj.build_model("mlp", (5,), 3, key=jax.random.PRNGKey(0), width=7, depth=4, act="tanh",
+                                  residual=True, init="mup", preact=True, backward=backward))
+        assert net.skip_edges
+        x, y = _data(8, 5, 3)
+        spec = pj.EnergySpec(lam=0.3) if backward != "none" else pj.EnergySpec()
+        parts = {"target": pj.SoftNudge()} if case == "soft" else {}
+        parts.update({"update": pj.Contrastive()} if case == "contrastive" else {})
+        target = "weighted" if case in ("weighted", "top_down") else "nudged"
+
+        def step(reuse):
+            inf = pj.Inference(T=6, optim=pj.LatentOptim(lr=0.2, momentum=0.3))
+            config = epc_config(inf, spec, beta=0.3, target=target, reuse_sweep=reuse)
+            algo = pj.PC(dataclasses.replace(config, **parts), _sgd(1.0), 1)
+            return algo.train_step(algo.init(net), x, y)
+
+        (s0, m0), (s1, m1) = step(False), step(True)
+        np.testing.assert_allclose(_flat(s1.model), _flat(s0.model), rtol=1e-12, atol=1e-14)
+        assert float(jnp.abs(_flat(s0.model) - _flat(net)).max()) > 1e-3
+        for k in m0:
+            np.testing.assert_allclose(m1[k], m0[k], rtol=1e-11, atol=1e-14, err_msg=k)
+    plain = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=4)
+    L, xs, ys = plain.num_nodes, jnp.zeros((4, 6)), jnp.zeros((4, 3))
+    dots = [_dots_in_relaxation(pj.EPC(pj.Inference(T=3), pj.EnergySpec(), pj.WeightOptim(), 1, reuse_sweep=r),
+                                plain, xs, ys) for r in (False, True)]
+    assert dots == [4 * L - 4, 2 * L - 1], dots

@@ -75,16 +75,19 @@ def refuse_parts(ctx: BuildContext, keys=tuple(PART_DEFAULTS)) -> None:
 @register_algorithm("epc", hydra_config=False)
 def build_epc(ctx: BuildContext) -> EPC:
     """ePC (errors as the free variables); ``algorithm.params.target``: ``weighted`` (beta weighs the output
-    term toward y) or ``nudged`` (output term of weight 1 toward mu_L + beta (y - mu_L)); ``algorithm.variant``
-    (``pc`` | ``fu``) and ``algorithm.contrast`` choose the update rule as for ``pc``."""
+    term toward y) or ``nudged`` (output term of weight 1 toward mu_L + beta (y - mu_L));
+    ``algorithm.params.reuse_sweep`` (false): the energy reuses the sweep's predictions (``Errors``);
+    ``algorithm.variant`` (``pc`` | ``fu``) and ``algorithm.contrast`` choose the update rule as for ``pc``."""
     a = ctx.algorithm
     if a.get("nudge", "clamp") != "clamp":
         raise ConfigError(f"algorithm.nudge={a['nudge']!r} does not apply to algorithm 'epc': its target is "
                           "algorithm.params.target (weighted | nudged); remove the override")
-    p = algorithm_params(ctx, target="weighted")
+    p = algorithm_params(ctx, target="weighted", reuse_sweep=False)
+    if not isinstance(p["reuse_sweep"], bool):
+        raise ConfigError(f"algorithm.params.reuse_sweep must be true or false; got {p['reuse_sweep']!r}")
     return EPC(ctx.inference, ctx.energy, ctx.weight_optim, ctx.total_steps, beta=a["beta"],
-               target=str(p["target"]), runtime=ctx.runtime, update=update_rule(ctx), lalr_weights=ctx.lalr_weights,
-               eval_steps=a.get("eval_steps", 0))
+               target=str(p["target"]), runtime=ctx.runtime, reuse_sweep=p["reuse_sweep"], update=update_rule(ctx),
+               lalr_weights=ctx.lalr_weights, eval_steps=a.get("eval_steps", 0))
 
 
 @register_algorithm("pcalm", hydra_config=False)

@@ -42,9 +42,9 @@ __all__ = ["EPC", "TARGETS", "epc_config", "sweep"]
 
 
 def epc_config(inference: Inference, energy: EnergySpec, *, beta: float = 1.0, target: str = "weighted",
-               **parts) -> PCConfig:
-    """The ``PCConfig`` of ePC: parameterisation ``Errors``, target ``Weighted`` (``"weighted"``) or
-    ``Clamp`` (``"nudged"``), the inference part's settings; ``parts`` (e.g. ``update=``) replace fields."""
+               reuse_sweep: bool = False, **parts) -> PCConfig:
+    """The ``PCConfig`` of ePC: parameterisation ``Errors(reuse_sweep)``, target ``Weighted`` (``"weighted"``)
+    or ``Clamp`` (``"nudged"``), the inference part's settings; ``parts`` (e.g. ``update=``) replace fields."""
     if not beta > 0:
         raise ConfigError(f"algorithm.beta must be > 0 for ePC (the output term's weight), got {beta}")
     if target not in TARGETS:
@@ -52,19 +52,21 @@ def epc_config(inference: Inference, energy: EnergySpec, *, beta: float = 1.0, t
     return PCConfig(T=inference.T, latent=inference.optim, energy=energy, lalr=inference.lalr, beta=beta,
                     latent_grad=inference.latent_grad, tol=inference.tol, tol_on=inference.tol_on,
                     min_steps=inference.min_steps, target=Weighted() if target == "weighted" else Clamp(),
-                    parameterisation=Errors(), **parts)
+                    parameterisation=Errors(reuse_sweep=bool(reuse_sweep)), **parts)
 
 
 class EPC(PC):
     """ePC: inference on the prediction errors, local PC weight update at the swept states
-    (``PC`` with parameterisation ``Errors``). ``parts`` replace other ``PCConfig`` fields: ``update``
-    (default ``Equilibrium``), ``lalr_weights``, ``eval_steps`` (refused: ePC evaluates mu_L)."""
+    (``PC`` with parameterisation ``Errors``). ``reuse_sweep``: the energy reuses the sweep's
+    predictions (``Errors``; faster, equal up to rounding). ``parts`` replace other ``PCConfig``
+    fields: ``update`` (default ``Equilibrium``), ``lalr_weights``, ``eval_steps`` (refused: ePC
+    evaluates mu_L)."""
 
     def __init__(self, inference: Inference, energy: EnergySpec, weight_optim, total_steps: int, *,
                  beta: float = 1.0, target: str = "weighted", runtime: Runtime | None = None, name: str = "epc",
-                 **parts: Any):
-        super().__init__(epc_config(inference, energy, beta=beta, target=target, **parts), weight_optim, total_steps,
-                         runtime=runtime, name=name, inference=inference)
+                 reuse_sweep: bool = False, **parts: Any):
+        super().__init__(epc_config(inference, energy, beta=beta, target=target, reuse_sweep=reuse_sweep, **parts),
+                         weight_optim, total_steps, runtime=runtime, name=name, inference=inference)
         self.target = target
 
     @property
