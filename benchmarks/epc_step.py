@@ -206,7 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--md", default=None, help="write the table to this markdown file")
     args = p.parse_args(argv)
     result = measure(args.depth, args.T, args.batch, args.rounds)
-    table = markdown(result, ("python -m benchmarks.epc_step " + " ".join(sys.argv[1:] if argv is None else argv)).strip())
+    command = "python -m benchmarks.epc_step " + " ".join(sys.argv[1:] if argv is None else argv)
+    table = markdown(result, command.strip())
     print(table)
     if args.md:
         with open(args.md, "w") as fh:

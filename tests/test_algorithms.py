@@ -34,6 +34,9 @@ def _algorithms():
                                                   lalr=pj.make_lalr("error_normalised")), wopt, 10),
         "pc_front": pj.PC(base, wopt, 10, runtime=pj.Runtime(error_front=True, unroll=True)),
         "epc": pj.EPC(base.inference, pj.EnergySpec(), wopt, 10, beta=0.5),
+        "epc_soft_fu": pj.PC(dataclasses.replace(base, parameterisation=pj.Errors(reuse_sweep=True),
+                                                 target=pj.SoftNudge(), update=pj.ForwardUpdate(), beta=0.2), wopt, 10),
+        "pcalm": pj.PCALM(base.inference, pj.EnergySpec(), wopt, 10, rho=2.0, dual_lr=0.5),
         "bp": pj.Backprop(wopt, 10),
     }
 

@@ -27,7 +27,7 @@ import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,9 @@ from ..lalr import LALRRule
 from ..network_energy import EnergySpec, LayerEnergies, broadcast, error_norm, network_energy
 from ..runtime import Runtime
 from .targets import Clamp, Goal, Problem, energy_at
+
+if TYPE_CHECKING:
+    from .pc import PCConfig
 
 #: The free variables: a tuple of arrays (``States``, ``Errors``) or a pytree of them (``StatesAndDuals``: (z, lambda)).
 Free = Any
@@ -78,7 +81,7 @@ class Parameterisation(abc.ABC):
     #: exactly zero after a feed-forward initialisation of the *states*
     front_ok: ClassVar[bool] = False
 
-    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+    def check(self, config: PCConfig, inference: Inference, runtime: Runtime) -> None:
         """Refuse (``ConfigError``, naming both) the parts of ``config`` (a ``PCConfig``: target,
         update rule, energy, ``eval_steps``), the inference part or the runtime policy that this
         parameterisation cannot work with. The default accepts every part."""
@@ -237,7 +240,7 @@ class Errors(Parameterisation):
             per_sample = per_sample + goal.cost(latents[-1])
         return per_sample, terms
 
-    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+    def check(self, config: PCConfig, inference: Inference, runtime: Runtime) -> None:
         from .updates import Incremental
 
         if runtime.dtype is not None:
@@ -336,7 +339,7 @@ class StatesAndDuals(Parameterisation):
             raise ConfigError(f"algorithm.params.dual_lr={self.dual_lr} is not valid: the dual-ascent step must be a "
                               "finite number >= 0 (0 is PC with a rho-weighted energy; the paper's default is 1)")
 
-    def check(self, config, inference: Inference, runtime: Runtime) -> None:
+    def check(self, config: PCConfig, inference: Inference, runtime: Runtime) -> None:
         from .updates import Equilibrium
 
         if inference.T < 1:

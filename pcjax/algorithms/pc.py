@@ -36,7 +36,8 @@ from .updates import Equilibrium
 
 @dataclass(frozen=True)
 class PCConfig:
-    """Hyper-parameters and parts of predictive-coding training."""
+    """Hyper-parameters and parts of PC-family training: the target (how the label enters), the
+    parameterisation (what inference frees), the update rule and the inference settings."""
 
     T: int = 8
     latent: LatentOptim = field(default_factory=LatentOptim)
@@ -75,7 +76,8 @@ COARSEN_FROM = 16
 
 
 def default_name(config: PCConfig) -> str:
-    """The run's algorithm name: the update rule's label, prefixed by the parameterisation's unless it frees states."""
+    """The run's algorithm name: the update rule's label, prefixed by the parameterisation's unless
+    that frees the states."""
     label, free = config.update.label, config.parameterisation.label
     if free == States.label:
         return label
@@ -113,7 +115,7 @@ class PC(Algorithm):
         super().__init__(weight_optim, total_steps, runtime=runtime, name=name or default_name(config))
         config.update.check(config.target, self.runtime)
         config.target.check(self.runtime)
-        self.config, self.inference = config, inference or config.inference
+        self.config, self.inference = config, config.inference if inference is None else inference
         config.parameterisation.check(config, self.inference, self.runtime)
 
     @property
