@@ -41,7 +41,7 @@ DESCRIPTIONS: dict[str, str] = {
     "algorithm.variant": "update rule of pc and epc: pc (equilibrium) | fu (forward update) | ipc (incremental; pc only)",
     "algorithm.T": "inference steps per batch",
     "algorithm.beta": "how strongly the label pulls, by target: nudge=clamp: z_L = mu_L - beta (mu_L - y) (1: clamped); nudge=soft: F = E + beta C(z_L, y); epc: weight of the output term toward y (params.target=nudged: weight 1 toward mu_L + beta (y - mu_L))",
-    "algorithm.latent.name": "latent (or error) optimiser: sgd | adam (state reset every batch)",
+    "algorithm.latent.name": "latent (or error) optimiser: sgd | adam | guarded_sgd (GD that returns a sample to its last point and halves its rate when a step raises its energy) (state reset every batch)",
     "algorithm.latent.lr": "inference learning rate",
     "algorithm.latent.momentum": "inference SGD momentum",
     "algorithm.latent.nesterov": "Nesterov momentum for the inference SGD",

@@ -56,13 +56,69 @@ class LatentOptim:
     momentum: float = 0.0
     nesterov: bool = False
 
-    def make(self) -> optax.GradientTransformation:
-        """The optax transformation (its state is re-initialised for every batch)."""
+    def make(self) -> optax.GradientTransformationExtraArgs:
+        """The optax transformation (its state is re-initialised for every batch). Its ``update`` takes
+        the per-sample energy at the current latents as ``value=`` (used by ``guarded_sgd`` only)."""
         if self.name == "sgd":
-            return optax.sgd(self.lr, momentum=self.momentum or None, nesterov=self.nesterov)
+            return optax.with_extra_args_support(optax.sgd(self.lr, momentum=self.momentum or None,
+                                                           nesterov=self.nesterov))
         if self.name == "adam":
-            return optax.adam(self.lr)
-        raise ConfigError(f"unknown latent optimiser {self.name!r}; valid choices: sgd, adam")
+            return optax.with_extra_args_support(optax.adam(self.lr))
+        if self.name == "guarded_sgd":
+            if self.momentum or self.nesterov:
+                raise ConfigError("algorithm.latent.name=guarded_sgd is plain gradient descent with a per-sample "
+                                  "backtracking guard: set algorithm.latent.momentum=0 (and nesterov=false)")
+            return guarded_sgd(self.lr)
+        raise ConfigError(f"unknown latent optimiser {self.name!r}; valid choices: sgd, adam, guarded_sgd")
+
+
+class GuardState(NamedTuple):
+    """``guarded_sgd``'s memory of the last accepted point of every sample."""
+
+    params: tuple            # last accepted latents
+    grads: tuple             # their gradient
+    value: Float[Array, "B"]  # their per-sample energy (inf before the first step)
+    scale: Float[Array, "B"]  # each sample's step multiplier s_b (halved at every rejection)
+
+
+def _per_sample(mask: Array, a: Array) -> Array:
+    """``mask`` (B,) broadcast over ``a``'s trailing axes."""
+    return mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+
+
+def guarded_sgd(lr: float, shrink: float = 0.5, rtol: float = 1e-3) -> optax.GradientTransformationExtraArgs:
+    """Gradient descent that backs off per sample instead of climbing the energy.
+
+    At step t with per-sample energy E_b(v_t) (``value``): the step is *accepted* for sample b when
+    E_b(v_t) is finite and E_b(v_t) <= E_b(v_prev) + rtol |E_b(v_prev)|, where v_prev is b's last
+    accepted point; otherwise it is *rejected*: b returns to v_prev and its multiplier halves,
+    s_b <- shrink s_b. Then v_{t+1} = v_base - lr s_b g_base (the accepted point and its gradient).
+    While every step lowers every sample's energy this is plain gradient descent (to float rounding); a
+    step that overshoots costs that sample one step and halves its rate for the rest of the batch's
+    relaxation (the state is fresh for every batch). The latest step is not checked (its energy is
+    never computed), and a sample whose latents are already non-finite cannot be restored."""
+
+    def init(params):
+        batch = jax.tree_util.tree_leaves(params)[0].shape[0]
+        return GuardState(params, jax.tree_util.tree_map(jnp.zeros_like, params),
+                          jnp.full((batch,), jnp.inf, jnp.float32), jnp.ones((batch,), jnp.float32))
+
+    def update(grads, state, params=None, *, value=None, **_):
+        if params is None or value is None:
+            raise ValueError("guarded_sgd needs the latents (params) and their per-sample energy (value=)")
+        value = value.astype(jnp.float32)
+        ok = jnp.isfinite(value) & (value <= state.value + rtol * jnp.abs(state.value))
+        ok = ok | jnp.isinf(state.value)  # the first step has nothing to compare with
+        scale = jnp.where(ok, state.scale, shrink * state.scale)
+        pick = lambda new, old: jnp.where(_per_sample(ok, new), new, old)  # noqa: E731
+        base = jax.tree_util.tree_map(pick, params, state.params)
+        g = jax.tree_util.tree_map(pick, grads, state.grads)
+        updates = jax.tree_util.tree_map(
+            lambda b, gi, p: jnp.where(_per_sample(ok, p), 0.0, b - p).astype(p.dtype)
+            - (lr * _per_sample(scale, gi)).astype(gi.dtype) * gi, base, g, params)
+        return updates, GuardState(base, g, jnp.where(ok, value, state.value), scale)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 class ActiveSet(NamedTuple):
@@ -126,9 +182,9 @@ def latent_step(
     if active is None:
         def objective(z):
             per_sample, terms = energy_fn(z, precision)
-            return reduce(per_sample), (per_sample.mean(), terms)
+            return reduce(per_sample), (per_sample, terms)
 
-        (_, (energy, terms)), grads = jax.value_and_grad(objective, has_aux=True)(free)
+        (_, (per_sample, terms)), grads = jax.value_and_grad(objective, has_aux=True)(free)
     else:
         idx = tuple(active.grads)
 
@@ -137,16 +193,18 @@ def latent_step(
             for i, zi in zip(idx, zsub):
                 z[i] = zi
             per_sample, terms = energy_fn(tuple(z), precision, tuple(active.terms))
-            return reduce(per_sample), (per_sample.mean(), terms)
+            return reduce(per_sample), (per_sample, terms)
 
-        (_, (energy, terms)), gsub = jax.value_and_grad(objective, has_aux=True)(tuple(free[i] for i in idx))
+        (_, (per_sample, terms)), gsub = jax.value_and_grad(objective, has_aux=True)(tuple(free[i] for i in idx))
         grads = [jnp.zeros_like(z) for z in free]
         for i, g in zip(idx, gsub):
             grads[i] = g
         grads = tuple(grads)
     rho = rule.scales(t, terms.error_norm, T).step
     grads = tuple(rho[n].astype(g.dtype) * g for n, g in zip(free_nodes, grads))
-    updates, opt_state = optimizer.update(grads, opt_state, free)
+    energy = per_sample.mean()
+    optimizer = optax.with_extra_args_support(optimizer)  # a plain optax transformation ignores value=
+    updates, opt_state = optimizer.update(grads, opt_state, free, value=per_sample)
     new = optax.apply_updates(free, updates)
     if active is not None:  # untouched latents keep their exact value (z + 0)
         new = tuple(n if i in active.grads else z for i, (n, z) in enumerate(zip(new, free)))

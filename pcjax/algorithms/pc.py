@@ -142,10 +142,13 @@ class PC(Algorithm):
         return self.config.parameterisation.problem(model, x, goal, latents0, self.runtime)
 
     def front(self, model, problem):
-        """The error front's (schedule, weight-update terms) where it applies, else ((), None)."""
+        """The error front's (schedule, weight-update terms) where it applies, else ((), None). Not with
+        ``guarded_sgd``, whose backtracking compares whole energies from step to step (the front's
+        steps evaluate only the active terms)."""
         spec, T = self.config.energy, self.inference.T
         if not (self.runtime.error_front and self.config.update.front_ok and self.config.parameterisation.front_ok
-                and problem.clamped and not spec.bidirectional and spec.is_term("hidden", "gaussian")):
+                and problem.clamped and not spec.bidirectional and spec.is_term("hidden", "gaussian")
+                and self.inference.optim.name != "guarded_sgd"):
             return (), None
         schedule = error_front_schedule(model.num_nodes, model.skip_edges, T)
         if len(schedule) >= COARSEN_FROM:  # deep nets: sqrt(depth) scanned chunks instead of one body per step
