@@ -321,6 +321,79 @@ def tracker_options(c: dict, name: str, *, overrides: list[str] | None = None,
     return w
 
 
+def _run_meta(c: dict) -> dict:
+    """The record's identifying fields: name (``name`` or dataset_model_label), dataset, model,
+    algorithm label, the configuration and the published reference (when it has a value)."""
+    d, label = c["dataset"], algorithm_label(c)
+    ref = c.get("reference") or {}
+    return {"name": c.get("name") or f"{d['name']}_{c['model']['name']}_{label}", "dataset": d["name"],
+            "model": c["model"]["name"], "algorithm": label, "config": c,
+            "reference": ref if ref.get("value") is not None else None}
+
+
+def _run_dirs(c: dict, name: str, run_dir, replicas: int, writer: bool) -> tuple[Path, Path | None]:
+    """(the run directory, the directory resumed from or None), the same on every process of a
+    multi-process run (process 0's); a resumed run continues in the directory it resumes."""
+    from .distributed import same_on_every_process
+    from .runs import default_run_dir
+
+    run_dir = Path(same_on_every_process(str(run_dir or c.get("run_dir")
+                                             or default_run_dir(name, c["seed"], replicas=replicas))))
+    resume_dir = _resume_dir(run_dir, c["trainer"]["resume"]) if writer else None
+    resume_dir = same_on_every_process(str(resume_dir or "")) or None
+    if resume_dir:
+        return Path(resume_dir), Path(resume_dir)
+    return run_dir, None
+
+
+def _check_resume(run_dir: Path, c: dict) -> tuple[dict | None, int]:
+    """A resume's checks: the saved configuration's maths must match ``c`` (``ConfigError`` listing the
+    changed keys; a run that saved none is resumed with a warning). Returns (the saved configuration or
+    None, the epochs its learning-rate schedule spans)."""
+    import warnings
+
+    from .runs import check_resume_config
+
+    t = c["trainer"]
+    saved, saved_schedule, saved_target = _saved_run(run_dir)
+    if saved is None:
+        warnings.warn(f"{run_dir}: neither its checkpoint nor its record holds the run's config; "
+                      "resuming without checking that the configuration is unchanged", stacklevel=3)
+        return None, t["epochs"]
+    check_resume_config(run_dir, saved, c, defaults=to_dict(Config()), saved_epochs=saved_target,
+                        extend=bool(t.get("extend_epochs")))
+    return saved, saved_schedule
+
+
+def trainer_config(c: dict, algo, run_dir: Path, *, resume: bool) -> TrainerConfig:
+    """The ``TrainerConfig`` of a plain config dict for ``algo`` (its loop) writing to ``run_dir``."""
+    d, t = c["dataset"], c["trainer"]
+    aug = d["augment"]
+    return TrainerConfig(
+        epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
+        val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
+        loop=algo.runtime.loop,
+        augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
+        run_dir=str(run_dir), resume=resume, checkpoint=t["checkpoint"],
+        checkpoint_minutes=t.get("checkpoint_minutes", 10.0),
+        beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
+        divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
+        devices=t.get("devices", 1), placement=t.get("placement", "auto"),
+        device_memory_budget=t.get("device_memory_budget"),
+    )
+
+
+def _tracker(c: dict, name: str, group, writer: bool, *, overrides, sweep_dir):
+    """The run's tracker (one per replica for a group; none on a process that does not write)."""
+    from .tracking import make_tracker
+
+    backends = list(c["tracking"]["backends"]) if writer else ["none"]
+    if group is None:
+        return make_tracker(backends, **tracker_options(c, name, overrides=overrides, sweep_dir=sweep_dir))
+    return group.trackers(lambda ck: make_tracker(
+        backends, **tracker_options(ck, name, overrides=overrides, sweep_dir=sweep_dir)))
+
+
 def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: list[str] | None = None,
                    sweep_dir: str | Path | None = None, on_started: Callable[[], None] | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
@@ -342,15 +415,12 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     ``run_dir`` (default ``outputs/<name>/seeds<first>-<last>/<start time>``), each replica's record in
     ``run_dir/seed<seed+k>/`` (see :mod:`pcjax.replicas`); the returned dict is then
     ``pcjax.replicas.group_result``'s (the replicas' records under ``replicas``, mean summary)."""
-    import warnings
-
     from .compile_cache import enable_compile_cache
     from .config import check_schema, validate_config
     from .errors import RunInterrupted
-    from .runs import (RunLock, RunLog, archive_previous_run, check_output_folder, check_resume_config,
-                       config_fingerprint, default_run_dir, describe_error)
+    from .runs import RunLock, RunLog, archive_previous_run, check_output_folder, config_fingerprint, describe_error
 
-    from .distributed import initialize, is_writer, same_on_every_process
+    from .distributed import initialize, is_writer
 
     c = to_dict(cfg if cfg is not None else Config())
     load_plugins(c.get("plugins"))
@@ -364,19 +434,9 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
                process_id=t.get("process_id"))
     writer = is_writer()
-    label = algorithm_label(c)
-    name = c.get("name") or f"{d['name']}_{c['model']['name']}_{label}"
-    # every process of a multi-process run uses process 0's run directory
-    run_dir = Path(same_on_every_process(str(run_dir or c.get("run_dir")
-                                             or default_run_dir(name, c["seed"], replicas=replicas))))
-    resume_dir = _resume_dir(run_dir, t["resume"]) if writer else None
-    resume_dir = same_on_every_process(str(resume_dir or "")) or None
-    resume_dir = Path(resume_dir) if resume_dir else None
-    if resume_dir is not None:
-        run_dir = resume_dir
-    ref = c.get("reference") or {}
-    meta = {"name": name, "dataset": d["name"], "model": c["model"]["name"], "algorithm": label, "config": c,
-            "reference": ref if ref.get("value") is not None else None}
+    meta = _run_meta(c)
+    name = meta["name"]
+    run_dir, resume_dir = _run_dirs(c, name, run_dir, replicas, writer)
     if writer:  # a read-only or full folder: a ConfigError naming it, before anything is written
         check_output_folder(run_dir, "hydra.run.dir" if overrides is not None else "run_dir")
     group = _Group(c, run_dir, meta) if replicas > 1 else None
@@ -384,14 +444,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     schedule_epochs, saved = t["epochs"], None
     if resume_dir is not None:  # refusing leaves the run's files as they are
         try:
-            saved, saved_schedule, saved_target = _saved_run(run_dir)
-            if saved is None:
-                warnings.warn(f"{run_dir}: neither its checkpoint nor its record holds the run's config; "
-                              "resuming without checking that the configuration is unchanged", stacklevel=2)
-            else:
-                check_resume_config(run_dir, saved, c, defaults=to_dict(Config()), saved_epochs=saved_target,
-                                    extend=bool(t.get("extend_epochs")))
-                schedule_epochs = saved_schedule
+            saved, schedule_epochs = _check_resume(run_dir, c)
         except BaseException:
             lock.release()
             raise
@@ -418,28 +471,8 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
         # The learning-rate schedule spans the run's original epochs, also when it is extended.
         model, algo = build({**c, "trainer": {**t, "epochs": schedule_epochs}}, steps, data.image_shape,
                             data.num_classes)
-        aug = d["augment"]
-        tc = TrainerConfig(
-            epochs=t["epochs"], batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
-            val_fraction=t["val_fraction"], seed=c["seed"], chunks_per_epoch=t["chunks_per_epoch"],
-            loop=algo.runtime.loop,
-            augment=AugmentSpec(aug["crop_padding"], aug["flip"], aug["crop_size"]), progress=t["progress"],
-            run_dir=str(run_dir), resume=resume_dir is not None, checkpoint=t["checkpoint"],
-            checkpoint_minutes=t.get("checkpoint_minutes", 10.0),
-            beta_schedule=beta_schedule(c["algorithm"], c["seed"]) if c["algorithm"]["name"] != "bp" else None,
-            divergence_threshold=t.get("divergence_threshold", 1e12), diagnostics=bool(t.get("diagnostics", False)),
-            devices=t.get("devices", 1), placement=t.get("placement", "auto"),
-            device_memory_budget=t.get("device_memory_budget"),
-        )
-        from .tracking import make_tracker
-
-        tr = c["tracking"]
-        backends = list(tr["backends"]) if writer else ["none"]
-        if group is None:
-            tracker = make_tracker(backends, **tracker_options(c, name, overrides=overrides, sweep_dir=sweep_dir))
-        else:
-            tracker = group.trackers(lambda ck: make_tracker(
-                backends, **tracker_options(ck, name, overrides=overrides, sweep_dir=sweep_dir)))
+        tc = trainer_config(c, algo, run_dir, resume=resume_dir is not None)
+        tracker = _tracker(c, name, group, writer, overrides=overrides, sweep_dir=sweep_dir)
         tracker.start(c, run_dir)
         started = writer
         if group is None:
