@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
-ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "bpc_skip_lalr": "bidir + skip + LALR",
+ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "epcg_se": "ePC (nudged, guarded)",
+         "bpc_skip_lalr": "bidir + skip + LALR",
          "pcalm_se": "PC-ALM", "bp_se": "BP"}
 ROW = re.compile(r"^(?P<ds>mnist|fashion_mnist)_resmlp(?P<depth>\d+)_(?P<algo>" + "|".join(ALGOS) + r")$")
 
