@@ -37,13 +37,13 @@ TARGET_MODELS = ("vgg7", "vgg9", "resnet18")  # ... on these models
 COS_BP = 0.99  # every block at least this close to backprop's direction: the update is BP in disguise
 
 
-def collect(paths: list[str]) -> tuple[dict, dict, dict]:
+def collect(records: list) -> tuple[dict, dict, dict]:
     """(dataset, model, algo) -> [(strict test acc %, s/epoch)] over complete runs; the same key ->
     statuses of runs that did not complete; (dataset, model) -> the set of epoch counts trained."""
     done: dict = defaultdict(list)
     failed: dict = defaultdict(list)
     epochs: dict = defaultdict(set)
-    for r in load_records(paths):
+    for r in records:
         m = ROW.match(r.name or "")
         if not m:
             continue
@@ -99,12 +99,12 @@ def table(done: dict, failed: dict, epochs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cosine_table(paths: list[str]) -> str:
+def cosine_table(records: list) -> str:
     """Per PC-family row (seed 0, last epoch, runs with ``trainer.diagnostics=true``): its accuracy and
     cos(update_l, BP gradient_l) for every block l, input side first, flagged ``= BP`` when every block is
     at least ``COS_BP``: such an update is backprop's direction, not evidence for PC."""
     rows = []
-    for r in load_records(paths):
+    for r in records:
         m = ROW.match(r.name or "")
         if (not m or m["algo"].startswith("bp_se") or r.status != "complete" or r.seed != 0 or not r.epochs
                 or "cosine_bp" not in (r.epochs[-1].get("diagnostics") or {})):
@@ -154,13 +154,13 @@ def plot(done: dict, epochs: dict, out: str) -> None:
     fig.savefig(out, dpi=120, bbox_inches="tight")
 
 
-def plot_diagnostics(paths: list[str], out: str) -> bool:
+def plot_diagnostics(records: list, out: str) -> bool:
     """Per-layer cos(update, BP gradient) and update size vs backprop, last epoch, seed 0, CIFAR-10 VGG-7
     and VGG-9 (runs with trainer.diagnostics=true); False when no such run exists."""
     from depth_table import plot_update_vs_backprop
 
     curves = []
-    for r in load_records(paths):
+    for r in records:
         m = ROW.match(r.name or "")
         if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["ep"] and not m["algo"].startswith("bp_se")
                 and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]):
@@ -173,11 +173,12 @@ def plot_diagnostics(paths: list[str], out: str) -> bool:
 
 def main(argv=None) -> int:
     a = study_arguments(__doc__, "convnet-table", "PNG of accuracy per model and algorithm", "PNG of per-layer cosine / update size vs backprop").parse_args(argv)
-    done, failed, epochs = collect(a.runs)
+    records = list(load_records(a.runs))  # read once, used by the table, the cosines and the plots
+    done, failed, epochs = collect(records)
     if not done and not failed:
         print("no {cifar10,cifar100}_{vgg*,resnet18}q10k_* records found", file=sys.stderr)
         return 1
-    text = table(done, failed, epochs) + cosine_table(a.runs)
+    text = table(done, failed, epochs) + cosine_table(records)
     print(text)
     if a.out:
         cmd = "python experiments/convnet_table.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
     if a.plot and done:
         plot(done, epochs, a.plot)
     if a.diag_plot:
-        plot_diagnostics(a.runs, a.diag_plot)
+        plot_diagnostics(records, a.diag_plot)
     return 0
 
 

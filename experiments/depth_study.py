@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pcjax.checkpoint import has_checkpoint  # noqa: E402
 ALGOS = ("pc_se", "pc_se_lalr", "epc_se", "bpc_skip_lalr", "bp_se")
 
 
@@ -35,11 +38,6 @@ def status(run_dir: Path) -> str | None:
         return json.loads((run_dir / "record.json").read_text()).get("status")
     except (OSError, ValueError):
         return None
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """A checkpoint to resume from (``pcjax.checkpoint.has_checkpoint``'s files)."""
-    return (run_dir / "latest").exists() or (run_dir / "partial.pcjax").exists()
 
 
 def run_groups(runs: list[tuple[str, int]], out: Path, overrides: list[str]) -> tuple[list, list]:

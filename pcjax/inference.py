@@ -56,6 +56,12 @@ class LatentOptim:
     momentum: float = 0.0
     nesterov: bool = False
 
+    @property
+    def compares_energies(self) -> bool:
+        """Whether the optimiser compares whole per-sample energies from step to step (``guarded_sgd``),
+        so every step must evaluate the whole energy (no error front)."""
+        return self.name == "guarded_sgd"
+
     def make(self) -> optax.GradientTransformationExtraArgs:
         """The optax transformation (its state is re-initialised for every batch). Its ``update`` takes
         the per-sample energy at the current latents as ``value=`` (used by ``guarded_sgd`` only)."""

@@ -148,7 +148,7 @@ class PC(Algorithm):
         spec, T = self.config.energy, self.inference.T
         if not (self.runtime.error_front and self.config.update.front_ok and self.config.parameterisation.front_ok
                 and problem.clamped and not spec.bidirectional and spec.is_term("hidden", "gaussian")
-                and self.inference.optim.name != "guarded_sgd"):
+                and not self.inference.optim.compares_energies):
             return (), None
         schedule = error_front_schedule(model.num_nodes, model.skip_edges, T)
         if len(schedule) >= COARSEN_FROM:  # deep nets: sqrt(depth) scanned chunks instead of one body per step
