@@ -17,7 +17,7 @@ fit is listed under ``skipped``):
    (arguments + outputs + temporaries) and torch's ``max_memory_allocated`` per competitor; the
    device's peak over the whole process is recorded as well.
 2. **bf16 vs f32 accuracy**: VGG-5 PC-SE (the tuned ``cifar10_vgg5_pc_se`` values) trained with
-   ``pcjax.train.fit`` for ``--bf16-epochs`` epochs in float32 and with bf16 compute, same seed
+   ``pcjax.training.fit`` for ``--bf16-epochs`` epochs in float32 and with bf16 compute, same seed
    and batches; test accuracy and s/epoch.
 3. **CIFAR-10 VGG-5 PC-SE and BP** (``cifar10_vgg5_pc_se`` / ``cifar10_vgg5_bp_se`` values, their
    50-epoch schedule) with ``fit`` for as many epochs as fit in the remaining budget (half each);
@@ -298,7 +298,7 @@ def train_run(name: str, algo, model, data, *, epochs: int, batch: int, budget_s
     import tempfile
 
     from pcjax.data.pipeline import AugmentSpec
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     tracker = _BudgetTracker(budget_s, name, log)
     aug = AugmentSpec(crop_padding=4, flip=True) if augment else AugmentSpec()

@@ -23,7 +23,7 @@ B-fold. The loop reduces with ``psum`` (``reduce="psum"``, the adapter's convent
 gradient by 1/(beta B), i.e. the batch mean. ``reduce="pmean"`` runs the published reduction.
 
 Data: the same training split, batches (``fit``'s per-epoch permutation from the seed) and
-augmentation keys as ``pcjax.train.fit``, normalised on the device; each step gathers its batch
+augmentation keys as ``pcjax.training.fit``, normalised on the device; each step gathers its batch
 with one jitted call, as a data loader would hand it over.
 """
 

@@ -32,7 +32,7 @@ def worker(n: int, algo: str, T: int, batch: int, epochs: int, n_train: int) -> 
     from pcjax import load_config
     from pcjax.data.synthetic import load_synthetic
     from pcjax.experiment import build, to_dict
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     overrides = ["model=mlp", "model.width=128", "model.depth=3", f"trainer.batch_size={batch}"]
     overrides += (["algorithm=bp"] if algo == "bp" else

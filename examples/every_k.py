@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -26,16 +27,16 @@ from pcjax.inference import latent_step
 
 
 @dataclasses.dataclass(frozen=True)
-class EveryK:
+class EveryK(pj.UpdateRule):
     """Update rule: a weight step after every k of the T inference steps (k must divide T)."""
 
     k: int = 2
-    label = "pc-everyk"
-    front_ok = False
+    label: ClassVar[str] = "pc-everyk"
+    steps_during_inference: ClassVar[bool] = True
 
-    def check(self, target, runtime: pj.Runtime) -> None:
-        if not isinstance(target, pj.Clamp) or runtime.compute_dtype is not None:
-            raise pj.ConfigError("update rule EveryK needs target Clamp and float32 compute")
+    def check(self, target: pj.Target, runtime: pj.Runtime) -> None:
+        if not target.holds_output or runtime.compute_dtype is not None:
+            raise pj.ConfigError("update rule EveryK needs a target that holds the output (Clamp) and float32 compute")
 
     def updates_per_step(self, T: int) -> int:
         if self.k < 1 or T % self.k:
@@ -83,7 +84,7 @@ def build_every_k(ctx: pj.BuildContext) -> pj.PC:
 def main(argv=None):
     """Train an MLP on digits with EveryK and print the test accuracy."""
     from pcjax.data import load_dataset
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=2)

@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 
 import pcjax as pj
 from pcjax.data import load_dataset
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 parser = argparse.ArgumentParser(description="Train PC and BP on digits and plot per-layer energies.")
 parser.add_argument("--out", default=None, help="folder for quickstart.png (default: a new temporary folder)")

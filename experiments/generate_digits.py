@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     from pcjax.data import load_dataset
     from pcjax.data.pipeline import normalize
     from pcjax.generate import class_means, generate, reconstruction_error
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/plots/generated_digits.png")

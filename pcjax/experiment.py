@@ -8,158 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-import jax
-
-from .algorithms import BuildContext, available_algorithms, build_algorithm, get_algorithm
-from .config import Config, ModelCfg, check_choice, check_range
+from .assemble import (_term_label, _tuple, algorithm_label, beta_schedule, build, build_model_from_config,  # noqa: F401
+                       build_runtime, energy_spec, to_dict)
+from .config import Config
 from .data import load_dataset
 from .data.pipeline import AugmentSpec
 from .errors import ConfigError
-from .inference import Inference, LatentOptim
-from .lalr import make_lalr
-from .models import MODELS, build_model, model_options
-from .network import EnergySpec
-from .optim import WeightOptim
 from .plugins import load_plugins
-from .runtime import Runtime, resolve_runtime
-from .train import TrainerConfig, fit
+from .training import TrainerConfig, fit
 
 log = logging.getLogger(__name__)
-
-
-def to_dict(cfg: Any) -> dict:
-    """A plain, JSON-serialisable dict of a DictConfig, dataclass or dict config."""
-    if is_dataclass(cfg):
-        return asdict(cfg)
-    if isinstance(cfg, dict):
-        return json.loads(json.dumps(cfg, default=str))
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def _tuple(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-def _term_label(term: Any) -> str:
-    """``se`` for the Gaussian (squared-error) term, ``ce`` for cross-entropy, else the term's name."""
-    if term in ("gaussian", "se"):
-        return "se"
-    if term in ("cross_entropy", "ce"):
-        return "ce"
-    return term if isinstance(term, str) else getattr(term, "__name__", "custom")
-
-
-def algorithm_label(c: dict) -> str:
-    """Short label of the training method, e.g. ``pc-se``, ``bp-ce``, ``bpc-ce+lalr``, ``epc-se``.
-
-    The part after the first ``-`` is the output term (``se``, ``ce`` or a registered term's name,
-    ``pc-student_t``); a hidden or top-down term other than the Gaussian is appended
-    (``pc-se+hidden:student_t``; the top-down term only when the energy has top-down terms), so
-    runs with different energies never share a label."""
-    a, e = c["algorithm"], c["energy"]
-    out = _term_label(e["output"])
-    if a["name"] == "bp":
-        return "bp-" + _term_label(a.get("loss") or e["output"])
-    lam = e["lam"] if isinstance(e["lam"], list) else [e["lam"]]
-    bidir = any(float(v) != 0 for v in lam)
-    if a["name"] == "pc":
-        base = {"pc": "pc", "ipc": "ipc", "fu": "pc-fu"}.get(a["variant"], a["variant"])
-        if bidir:
-            base = "bpc" if a["variant"] == "pc" else "b" + base
-    else:
-        base = ("b" if bidir else "") + a["name"]
-    label = f"{base}-{out}"
-    if _term_label(e.get("hidden", "gaussian")) != "se":
-        label += f"+hidden:{_term_label(e['hidden'])}"
-    if bidir and _term_label(e.get("backward", "gaussian")) != "se":
-        label += f"+backward:{_term_label(e['backward'])}"
-    if a["name"] != "pc":  # beta is ePC's output weight, not a nudging variant
-        if float(a["beta"]) != 1.0:
-            label += f"+beta:{float(a['beta']):g}"
-    elif a["beta_schedule"] == "random_sign":
-        label = label.replace("pc-", "pc-cn-", 1)
-    elif float(a["beta"]) < 0:
-        label = label.replace("pc-", "pc-nn-", 1)
-    elif float(a["beta"]) != 1.0:
-        label = label.replace("pc-", "pc-pn-", 1)
-    if a.get("contrast"):
-        label += "+contrast"
-    if c["lalr"]["rule"] != "constant":
-        label += f"+lalr:{c['lalr']['rule']}"
-    if c["model"].get("skip", "none") != "none" or c["model"].get("residual"):
-        label += "+skip"
-    return label
-
-
-def energy_spec(c: dict) -> EnergySpec:
-    """The EnergySpec of a plain config dict (``energy.params`` bound to the terms that take them)."""
-    e = c["energy"]
-    return EnergySpec(e["hidden"], e["output"], e["backward"], _tuple(e["alpha"]), _tuple(e["lam"]),
-                      dict(e.get("params") or {}))
-
-
-def build_model_from_config(c: dict, input_shape, num_classes: int, spec: EnergySpec):
-    """The model of a plain config dict (``model.backward=auto``: learned top-down predictors when
-    the energy has top-down terms). An option the model's builder does not take is refused
-    (``ConfigError``) when it differs from the schema default."""
-    check_choice("model.name", c["model"]["name"], MODELS)
-    m = dict(c["model"])
-    name = m.pop("name")
-    options = model_options(name, m, asdict(ModelCfg()))  # refuses an option the builder would ignore
-    if options.get("backward") == "auto":
-        options["backward"] = "learned" if (spec.bidirectional and c["algorithm"]["name"] != "bp") else "none"
-    return build_model(name, input_shape, num_classes, key=jax.random.PRNGKey(c["seed"]), **options)
-
-
-def build_runtime(c: dict, model) -> Runtime:
-    """The runtime policy of a plain config dict for ``model`` on this backend (``auto`` resolved)."""
-    a = c["algorithm"]
-    return resolve_runtime(model, error_front=a.get("error_front", "auto"), unroll=a.get("unroll", "auto"),
-                           compute_dtype=a.get("compute_dtype"), loop=c.get("trainer", {}).get("loop", "auto"),
-                           xla_fusion=a.get("xla_fusion", "auto"), algorithm=a.get("name"))
-
-
-def build(c: dict, steps_per_epoch: int, input_shape, num_classes: int):
-    """Model and algorithm from a plain config dict (the algorithm from the registry)."""
-    a = c["algorithm"]
-    get_algorithm(a["name"])
-    check_range("algorithm.T", a["T"], 0, 10_000)
-    check_range("algorithm.latent.lr", a["latent"]["lr"], 0.0, None)
-    check_range("optim.lr", c["optim"]["lr"], 0.0, None)
-    spec = energy_spec(c)
-    model = build_model_from_config(c, input_shape, num_classes, spec)
-    lalr = make_lalr(c["lalr"]["rule"], **dict(c["lalr"].get("params") or {}))
-    inference = Inference(a["T"], LatentOptim(**a["latent"]), lalr, a.get("latent_grad", "sample"), tol=a.get("tol"),
-                          tol_on=a.get("tol_on", "energy"), min_steps=a.get("min_steps", 0))
-    ctx = BuildContext(config=c, model=model, total_steps=steps_per_epoch * c["trainer"]["epochs"],
-                       weight_optim=WeightOptim(**dict(c["optim"])), energy=spec, inference=inference,
-                       runtime=build_runtime(c, model), lalr_weights=bool(a.get("lalr_weights", False)),
-                       params=dict(a.get("params") or {}))
-    return model, build_algorithm(a["name"], ctx)
-
-
-def beta_schedule(a: dict, seed: int):
-    """Per-epoch output nudging beta_e (PCX): ``constant``: beta; ``linear``: beta + beta_increase * e
-    (sign kept, |beta_e| clipped to 1); ``random_sign`` (centred nudging): |beta| with a random sign
-    drawn per epoch from the seed. Returns None when beta stays constant."""
-    kind, beta, inc = a["beta_schedule"], float(a["beta"]), float(a["beta_increase"])
-    check_choice("algorithm.beta_schedule", kind, ("constant", "linear", "random_sign"))
-    if kind == "constant":
-        return None
-    if kind == "linear":
-        sign = 1.0 if beta >= 0 else -1.0
-        return lambda e: sign * min(abs(beta) + inc * e, 1.0)
-    import numpy as np
-
-    signs = np.random.default_rng(seed + 12345).choice([-1.0, 1.0], size=100_000)
-    return lambda e: float(signs[e]) * min(abs(beta) + inc * e, 1.0)
 
 
 def _resume_dir(run_dir: Path, resume: Any) -> Path | None:
@@ -394,6 +256,63 @@ def _tracker(c: dict, name: str, group, writer: bool, *, overrides, sweep_dir):
         backends, **tracker_options(ck, name, overrides=overrides, sweep_dir=sweep_dir)))
 
 
+def _prepare(c: dict, overrides: list[str] | None) -> tuple[int, bool]:
+    """Plugins loaded, the configuration checked (schema, ranges, replicas), the compilation cache and
+    ``jax.distributed`` set up: (replicas, whether this process writes the run's files)."""
+    from .compile_cache import enable_compile_cache
+    from .config import check_schema, validate_config
+    from .distributed import initialize, is_writer
+    from .replicas import check_replicas
+
+    load_plugins(c.get("plugins"))
+    check_schema(c)
+    validate_config(c, overrides)
+    t = c["trainer"]
+    replicas = check_replicas(c)  # > 1: a replica group (pcjax.replicas); unsupported combinations refused here
+    enable_compile_cache(t.get("compile_cache", "auto"))
+    initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
+               process_id=t.get("process_id"))
+    return replicas, is_writer()
+
+
+def _take_over(run_dir: Path, group, *, fresh: bool, on_started) -> None:
+    """The locked run directory made this run's: an earlier run's files archived (a fresh run), then
+    ``on_started`` (the command line writes Hydra's ``.hydra/`` files)."""
+    from .runs import archive_previous_run
+
+    if fresh:
+        for folder in [run_dir] if group is None else [run_dir, *group.dirs]:
+            archive_previous_run(folder)
+    if on_started is not None:
+        on_started()
+
+
+def _data_and_parts(c: dict, schedule_epochs: int):
+    """The dataset, model and algorithm of ``c``; the learning-rate schedule spans ``schedule_epochs``
+    (the run's original epochs, also when a resumed run is extended)."""
+    d, t = c["dataset"], c["trainer"]
+    options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
+    data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
+                        limit_test=d["limit_test"], **options)
+    n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
+    steps = max(n_train // t["batch_size"], 1)
+    model, algo = build({**c, "trainer": {**t, "epochs": schedule_epochs}}, steps, data.image_shape, data.num_classes)
+    return data, model, algo
+
+
+def _interrupted(run_dir: Path, meta: dict, group, started: bool, err: KeyboardInterrupt) -> None:
+    """Ctrl-C: the record marked ``interrupted`` with what is checkpointed; raises ``RunInterrupted``."""
+    from .errors import RunInterrupted
+
+    done, within = _checkpointed_epochs(run_dir), _within_epoch(run_dir)
+    log.warning("interrupted (checkpointed epochs: %d%s)", done,
+                "" if within is None else f", within-epoch checkpoint: {within[1]} chunks of epoch {within[0]}")
+    if started:
+        extra = {} if within is None else {"within_epoch": {"epoch": within[0], "chunks": within[1]}}
+        _mark(run_dir, "interrupted", meta, group, interrupted={"checkpointed_epochs": done, **extra})
+    raise RunInterrupted(str(run_dir), done, within) from err
+
+
 def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: list[str] | None = None,
                    sweep_dir: str | Path | None = None, on_started: Callable[[], None] | None = None) -> dict:
     """Run one training job described by ``cfg``; returns its record (also written to run_dir).
@@ -415,25 +334,11 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     ``run_dir`` (default ``outputs/<name>/seeds<first>-<last>/<start time>``), each replica's record in
     ``run_dir/seed<seed+k>/`` (see :mod:`pcjax.replicas`); the returned dict is then
     ``pcjax.replicas.group_result``'s (the replicas' records under ``replicas``, mean summary)."""
-    from .compile_cache import enable_compile_cache
-    from .config import check_schema, validate_config
-    from .errors import RunInterrupted
-    from .runs import RunLock, RunLog, archive_previous_run, check_output_folder, config_fingerprint, describe_error
-
-    from .distributed import initialize, is_writer
+    from .runs import RunLock, RunLog, check_output_folder, config_fingerprint, describe_error
 
     c = to_dict(cfg if cfg is not None else Config())
-    load_plugins(c.get("plugins"))
-    check_schema(c)
-    validate_config(c, overrides)
-    d, t = c["dataset"], c["trainer"]
-    from .replicas import check_replicas
-
-    replicas = check_replicas(c)  # > 1: a replica group (pcjax.replicas); unsupported combinations refused here
-    cache = enable_compile_cache(t.get("compile_cache", "auto"))
-    initialize(t.get("distributed", "off"), coordinator=t.get("coordinator"), num_processes=t.get("num_processes"),
-               process_id=t.get("process_id"))
-    writer = is_writer()
+    replicas, writer = _prepare(c, overrides)
+    t = c["trainer"]
     meta = _run_meta(c)
     name = meta["name"]
     run_dir, resume_dir = _run_dirs(c, name, run_dir, replicas, writer)
@@ -451,26 +356,15 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
     tracker, started = None, resume_dir is None and writer  # a resumed run's record changes once fit() runs
     run_log = None
     try:
-        if resume_dir is None and writer:
-            for folder in [run_dir] if group is None else [run_dir, *group.dirs]:
-                archive_previous_run(folder)
-        if on_started is not None and writer:
-            on_started()
         if writer:
+            _take_over(run_dir, group, fresh=resume_dir is None, on_started=on_started)
             run_log = RunLog(run_dir).start()
             log.info("%s %s in %s%s", "resuming" if resume_dir is not None else "starting", name, run_dir,
                      f" (overrides: {' '.join(overrides)})" if overrides else "")
         meta["checkpoint_meta"] = {"config": saved or c,
                                    "config_fingerprint": config_fingerprint(saved or c),
                                    "schedule_epochs": schedule_epochs, "target_epochs": t["epochs"]}
-        options = {"label_mode": d["label_mode"]} if d["name"] == "cifar100" else {}
-        data = load_dataset(d["name"], d["root"], download=d["download"], limit_train=d["limit_train"],
-                            limit_test=d["limit_test"], **options)
-        n_train = int(data.train_x.shape[0] * (1 - t["val_fraction"]))
-        steps = max(n_train // t["batch_size"], 1)
-        # The learning-rate schedule spans the run's original epochs, also when it is extended.
-        model, algo = build({**c, "trainer": {**t, "epochs": schedule_epochs}}, steps, data.image_shape,
-                            data.num_classes)
+        data, model, algo = _data_and_parts(c, schedule_epochs)
         tc = trainer_config(c, algo, run_dir, resume=resume_dir is not None)
         tracker = _tracker(c, name, group, writer, overrides=overrides, sweep_dir=sweep_dir)
         tracker.start(c, run_dir)
@@ -481,13 +375,7 @@ def run_experiment(cfg: Any, run_dir: str | Path | None = None, *, overrides: li
             record = group.train(model, algo, data, tc, tracker)
         log.info("complete: %s", summary_line({**record, "run_dir": str(run_dir)}))
     except KeyboardInterrupt as err:
-        done, within = _checkpointed_epochs(run_dir), _within_epoch(run_dir)
-        log.warning("interrupted (checkpointed epochs: %d%s)", done,
-                    "" if within is None else f", within-epoch checkpoint: {within[1]} chunks of epoch {within[0]}")
-        if started:
-            extra = {} if within is None else {"within_epoch": {"epoch": within[0], "chunks": within[1]}}
-            _mark(run_dir, "interrupted", meta, group, interrupted={"checkpointed_epochs": done, **extra})
-        raise RunInterrupted(str(run_dir), done, within) from err
+        _interrupted(run_dir, meta, group, started, err)
     except Exception as err:
         log.error("%s: %s", type(err).__name__, err)
         if started and not _refused_resume(err, resume_dir):

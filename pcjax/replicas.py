@@ -1,10 +1,10 @@
 """``trainer.replicas=K``: K independent runs (seeds ``seed .. seed+K-1``) trained as one vmapped program.
 
 Every array of the training state gains a leading replica axis; the compiled chunk of steps, the
-single step and the evaluation of :class:`pcjax.train._Compiled` are ``vmap``-ped over it, so one
+single step and the evaluation of :class:`pcjax.training._Compiled` are ``vmap``-ped over it, so one
 compiled program advances all K runs at once. Replica ``k`` is exactly the run with seed
 ``seed + k``: its model is initialised from ``PRNGKey(seed + k)``, its validation split, epoch
-permutations and augmentation keys come from its own seed (:func:`pcjax.train.data_key`), and the
+permutations and augmentation keys come from its own seed (:func:`pcjax.training.data_key`), and the
 K runs share only the device-resident dataset (the uint8 training set is placed once; each replica
 gathers its own training and validation rows from it by index).
 
@@ -41,7 +41,7 @@ import numpy as np
 from .data import ArrayDataset
 from .data.pipeline import eval_batches
 from .errors import ConfigError, DivergenceError
-from .train import (EpochLayout, PartialEpoch, TrainerConfig, _Compiled, _concat, _epoch_text, _PartialSaver,
+from .training import (EpochLayout, PartialEpoch, TrainerConfig, _Compiled, _concat, _epoch_text, _PartialSaver,
                     _resumed_record, _summarise, data_key, describe_divergence, entry_of, new_record, resolve_loop)
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class GroupData:
 
 
 class Vmapped:
-    """The compiled functions of :class:`pcjax.train._Compiled` over a leading replica axis of the
+    """The compiled functions of :class:`pcjax.training._Compiled` over a leading replica axis of the
     state, the keys, the batch indices and the divergence flags (the dataset and the chunk's step
     validity are shared)."""
 
@@ -224,12 +224,12 @@ class Vmapped:
 
 
 def group_planner(layout: EpochLayout, seeds: list[int], train_idx: np.ndarray) -> Callable[[int], tuple]:
-    """``plan(epoch)``: each replica's epoch plan (:func:`pcjax.train._epoch_plan` of its own data key,
+    """``plan(epoch)``: each replica's epoch plan (:func:`pcjax.training._epoch_plan` of its own data key,
     in one compiled call) with the batches mapped to rows of the full training set: ``perm``
     (R, chunks, K, B), ``valid`` (chunks, K), chunk keys (R, chunks, 2), step keys (R, chunks, K, 2)."""
     import functools
 
-    from .train import _epoch_plan
+    from .training import _epoch_plan
 
     keys = jnp.stack([data_key(s) for s in seeds])
     one = functools.partial(_epoch_plan, n=layout.n, batch_size=layout.batch_size, n_chunks=layout.n_chunks,
@@ -247,7 +247,7 @@ def group_planner(layout: EpochLayout, seeds: list[int], train_idx: np.ndarray) 
 # ------------------------------------------------------------------------------- the epoch
 def run_group_epoch(fns: Vmapped, loop: str, state, dev: GroupData, plan: tuple, stopped: np.ndarray, bar=None, *,
                     resumed: PartialEpoch | None = None, after_chunk=None) -> tuple[Any, np.ndarray, dict]:
-    """One epoch of every replica (:func:`pcjax.train.run_epoch` over the replica axis); replicas in
+    """One epoch of every replica (:func:`pcjax.training.run_epoch` over the replica axis); replicas in
     ``stopped`` skip every step. Returns (state, dead per replica, per-step metrics as host arrays of
     shape (steps, R, ...))."""
     perm, valid, chunk_keys, step_keys = plan
@@ -308,7 +308,7 @@ class GroupStore:
         self.write_records(records)
 
     def save_partial(self, state, records: list[dict], epoch: int, chunk: int, metrics: dict, seconds: float) -> None:
-        """The within-epoch checkpoint (see ``pcjax.train.RunStore.save_partial``), metrics (steps, R, ...)."""
+        """The within-epoch checkpoint (see ``pcjax.training.RunStore.save_partial``), metrics (steps, R, ...)."""
         if self.manager is not None:
             stopped = np.array([r["status"] == "diverged" for r in records])
             self.manager.save_partial(eqx.filter(state, eqx.is_array), metrics,
@@ -351,7 +351,7 @@ class GroupStore:
 @dataclasses.dataclass
 class Replicas:
     """What :func:`fit_replicas` needs per replica: its seed, run directory, record fields (``meta``,
-    as ``pcjax.train.fit`` takes them), beta schedule (or None) and tracker (or None)."""
+    as ``pcjax.training.fit`` takes them), beta schedule (or None) and tracker (or None)."""
 
     seeds: list[int]
     dirs: list[Path]
@@ -366,7 +366,7 @@ def fit_replicas(algorithm, models: list, data: ArrayDataset, cfg: TrainerConfig
     program; return (stacked state, the replicas' records). ``cfg`` is the group's trainer config
     (``run_dir``: the group's directory, where its checkpoints go; ``seed`` is replica 0's) and
     ``meta`` the group's record fields (its ``checkpoint_meta`` goes into the checkpoints). Each
-    replica's record is written to its own directory as ``pcjax.train.fit`` writes a run's."""
+    replica's record is written to its own directory as ``pcjax.training.fit`` writes a run's."""
     from .streaming import choose_placement, dataset_bytes
 
     t_start = time.perf_counter()
@@ -423,7 +423,7 @@ def fit_replicas(algorithm, models: list, data: ArrayDataset, cfg: TrainerConfig
 
 
 def _replica_record(meta: dict, cfg: TrainerConfig, k: int, replicas: int, group_cfg: TrainerConfig) -> dict:
-    """A fresh record of replica ``k`` (as ``pcjax.train.new_record``), flagged with its group."""
+    """A fresh record of replica ``k`` (as ``pcjax.training.new_record``), flagged with its group."""
     record = new_record(meta, cfg, None)
     record["hardware"]["placement"] = "device"
     record["replica"] = {"index": k, "replicas": replicas, "group_seed": group_cfg.seed, "group_dir": group_cfg.run_dir}
@@ -525,8 +525,8 @@ def _raise_divergences(records: list[dict]) -> None:
 def train_group(c: dict, model, algorithm, data: ArrayDataset, tc: TrainerConfig, meta: dict, run_dir: Path,
                 trackers: list | None) -> list[dict]:
     """Train the replica group of the plain config ``c`` (``model``: replica 0's, built by
-    ``pcjax.experiment.build``) in ``run_dir``; the replicas' records."""
-    from .experiment import beta_schedule, build_model_from_config, energy_spec
+    ``pcjax.assemble.build``) in ``run_dir``; the replicas' records."""
+    from .assemble import beta_schedule, build_model_from_config, energy_spec
     from .runs import config_fingerprint
 
     R, seed = check_replicas(c), int(c["seed"])

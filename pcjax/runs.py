@@ -346,7 +346,7 @@ def check_resume_config(run_dir: str | Path, saved: dict, current: dict, *, defa
 
 # ------------------------------------------------------------------------------ failure records
 def minimal_record(meta: dict, status: str) -> dict:
-    """A run record for a run that ended before its first epoch (fields as in ``pcjax.train.fit``)."""
+    """A run record for a run that ended before its first epoch (fields as in ``pcjax.training.fit``)."""
     from .tracking import git_commit, hardware_info
 
     c = meta.get("config") or {}
@@ -398,7 +398,7 @@ def job_meta(cfg: Any) -> dict:
     get = lambda *p: (c.get(p[0], {}) or {}).get(p[1]) if len(p) == 2 else c.get(p[0])  # noqa: E731
     meta["dataset"], meta["model"] = str(get("dataset", "name") or ""), str(get("model", "name") or "")
     try:
-        from .experiment import algorithm_label
+        from .assemble import algorithm_label
 
         meta["algorithm"] = algorithm_label(c)
     except Exception:  # noqa: BLE001 - an invalid config may not have a label

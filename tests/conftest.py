@@ -56,7 +56,7 @@ def within_epoch_saves(monkeypatch):
     """``arm(stop)`` makes ``RunStore.save_partial`` write its within-epoch checkpoint, note
     ``(epoch, chunk)`` in the returned list, and then raise ``KeyboardInterrupt`` where
     ``stop(epoch, chunk)`` holds (a process killed right after that save); ``arm()`` only records."""
-    from pcjax.train import RunStore
+    from pcjax.training import RunStore
 
     original = RunStore.save_partial
 

@@ -19,7 +19,7 @@ import numpy as np
 from pcjax.config import Config
 from pcjax.data import load_dataset
 from pcjax.experiment import build, to_dict
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 
 def _setup(algorithm: str, model: str, epochs: int):

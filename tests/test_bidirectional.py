@@ -101,7 +101,7 @@ def test_contrastive_update_equals_standard_pc_at_lambda_zero():
             cfg = pj.PCConfig(T=5, latent=pj.LatentOptim(lr=0.1, momentum=0.5), energy=spec, update=pj.Contrastive())
             algo = pj.PC(cfg, pj.WeightOptim(lr=1e-2), 10)
             mus = net.feedforward(x)
-            free_phase = pj.Clamp().problem(net, x, y, mus, jnp.asarray(1.0), spec, pj.Runtime(), free_output=True)
+            free_phase = algo.problem(net, x, y, mus, jnp.asarray(1.0), free_output=True)
             free0, _ = algo.inference.run(free_phase.energy_fn, free_phase.init, free_nodes=free_phase.free_nodes,
                                           num_nodes=3)
             _, _, g0 = weight_gradient(net, x, free_phase.latents(free0), spec, jnp.asarray(1.0))

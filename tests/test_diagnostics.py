@@ -39,7 +39,7 @@ def test_soft_nudged_epc_aligns_with_backprop_and_state_pc_decays_with_depth():
 
 def test_fit_records_custom_metrics_and_per_epoch_diagnostics(tmp_path):
     from pcjax.data import load_dataset
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     class WithMetric(pj.PC):
         """PC that also reports the mean output activation (a custom metric)."""

@@ -150,7 +150,7 @@ def test_epc_without_xla_fusion_trains_the_same_and_is_the_cpu_default(tmp_path)
     from pcjax.data import load_dataset
     from pcjax.experiment import build, to_dict
     from pcjax.runtime import resolve_runtime
-    from pcjax.train import TrainerConfig, fit
+    from pcjax.training import TrainerConfig, fit
 
     full = load_dataset("digits")
     one_batch = dataclasses.replace(full, train_x=full.train_x[:64], train_y=full.train_y[:64])

@@ -9,7 +9,7 @@ import pcjax as pj
 from pcjax.data import load_dataset
 from pcjax.data.pipeline import normalize
 from pcjax.generate import class_means, generate, reconstruction_error, top_down_sweep
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 
 @pytest.fixture(scope="module")

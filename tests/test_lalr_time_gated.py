@@ -59,8 +59,7 @@ def test_ungated_spiking_with_alpha_one_is_standard_pc_bit_exactly():
 def test_gated_nodes_keep_their_feedforward_value_until_their_step():
     model, algo, x, y = _pc(TimeGated(mode="S", alpha=1e-3), T=2)
     L = model.num_nodes  # 5 nodes; after 2 steps (t = 0, 1) only node L - 1 has stepped (at t = 1)
-    problem = algo.config.target.problem(model, x, y, model.feedforward(x), jnp.asarray(1.0), algo.config.energy,
-                                         algo.runtime)
+    problem = algo.problem(model, x, y, model.feedforward(x), jnp.asarray(1.0))
     free, _ = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes, num_nodes=L)
     ff = model.feedforward(x)
     for l in range(1, L - 1):

@@ -61,5 +61,4 @@ def test_the_error_front_is_not_used_with_the_guard():
     state = algo.init(net)
     new, metrics = algo.train_step(state, x, y)  # runs (the front would compare partial energies)
     assert np.isfinite(float(metrics["energy"]))
-    assert algo.front(net, algo.config.target.problem(net, x, y, net.feedforward(x), state.beta,
-                                                      algo.config.energy, algo.runtime))[0] == ()
+    assert algo.front(net, algo.problem(net, x, y, net.feedforward(x), state.beta))[0] == ()

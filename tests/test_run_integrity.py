@@ -346,7 +346,7 @@ def test_seconds_per_epoch_leaves_out_the_first_epoch_after_a_resume(tmp_path, m
     """seconds_per_epoch left out a fresh run's first epoch but counted the first epoch after a resume
     (a new process: data placement, first dispatches), inflating it (0.038 s became 0.834 s)."""
     from pcjax import tracking
-    from pcjax.train import _summarise
+    from pcjax.training import _summarise
 
     def record(secs, resumes):
         r = {"epochs": [{"seconds": s, "val_acc": 0.5, "test_acc": 0.5} for s in secs], "summary": {},

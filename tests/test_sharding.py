@@ -20,7 +20,7 @@ from pcjax.data import load_dataset
 from pcjax.errors import ConfigError
 from pcjax.experiment import build, to_dict
 from pcjax.config import Config, validate_config
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}

@@ -16,7 +16,7 @@ from pcjax.data.synthetic import load_synthetic
 from pcjax.errors import ConfigError
 from pcjax.experiment import build, to_dict
 from pcjax.streaming import choose_placement
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 pytest.importorskip("grain")
 

@@ -14,7 +14,7 @@ from pcjax.checkpoint import CheckpointError
 from pcjax.config import Config
 from pcjax.data import load_dataset
 from pcjax.experiment import build, run_experiment, to_dict
-from pcjax.train import TrainerConfig, fit
+from pcjax.training import TrainerConfig, fit
 
 
 def _digits_cfg(algorithm: str, epochs: int = 10) -> Config:
@@ -220,7 +220,7 @@ def test_per_step_loop_matches_the_epoch_scan(tmp_path):
 
 
 def test_auto_loop_and_invalid_loop():
-    from pcjax.train import resolve_loop
+    from pcjax.training import resolve_loop
 
     data = load_dataset("digits", limit_train=64)
     cnn = pj.build_model("mnist_cnn", data.image_shape, 10, key=jax.random.PRNGKey(0), width_multiplier=0.125)

@@ -14,9 +14,9 @@ from .parameterisation import Errors, Parameterisation, Relaxation, States, Stat
 from .pc import PC, PCConfig, feedforward
 from .registry import (BuildContext, algorithm_params, available_algorithms, build_algorithm, get_algorithm,
                        register_algorithm)
-from .targets import Clamp, Goal, Problem, SoftNudge, Weighted, energy_at, nudged_target
-from .updates import (Contrastive, Equilibrium, ForwardUpdate, Incremental, Step, problem_gradient, relax_problem,
-                      weight_gradient)
+from .targets import Clamp, Goal, Problem, SoftNudge, Target, Weighted, energy_at, nudged_target
+from .updates import (Contrastive, Equilibrium, ForwardUpdate, Incremental, Step, UpdateRule, problem_gradient,
+                      relax_problem, weight_gradient)
 from .builtin import pc_config  # registers pc, epc, bp
 
 __all__ = [
@@ -26,5 +26,5 @@ __all__ = [
     "relax_problem",
     "feedforward", "BuildContext", "algorithm_params", "available_algorithms", "build_algorithm", "get_algorithm",
     "register_algorithm", "Clamp", "Problem", "SoftNudge", "energy_at", "nudged_target", "Contrastive",
-    "Equilibrium", "ForwardUpdate", "Incremental", "Step", "weight_gradient", "pc_config",
+    "Equilibrium", "ForwardUpdate", "Incremental", "Step", "weight_gradient", "pc_config", "Target", "UpdateRule",
 ]

@@ -38,7 +38,7 @@ from ..inference import ActiveSet, Inference, StepInfo, latent_step
 from ..lalr import LALRRule
 from ..network_energy import EnergySpec, LayerEnergies, broadcast, error_norm, network_energy
 from ..runtime import Runtime
-from .targets import Clamp, Goal, Problem, energy_at
+from .targets import Goal, Problem, energy_at
 
 if TYPE_CHECKING:
     from .pc import PCConfig
@@ -241,11 +241,9 @@ class Errors(Parameterisation):
         return per_sample, terms
 
     def check(self, config: PCConfig, inference: Inference, runtime: Runtime) -> None:
-        from .updates import Incremental
-
         if runtime.dtype is not None:
             raise ConfigError("algorithm epc (parameterisation Errors) runs in float32: remove Runtime(compute_dtype)")
-        if isinstance(config.update, Incremental):
+        if config.update.steps_during_inference:
             raise ConfigError("update rule Incremental cannot be combined with parameterisation Errors (ePC): iPC "
                               "steps the weights between inference steps with the node values held, but with the "
                               "errors free a weight step moves every state z = mu(theta) + e (use parameterisation "
@@ -340,8 +338,6 @@ class StatesAndDuals(Parameterisation):
                               "finite number >= 0 (0 is PC with a rho-weighted energy; the paper's default is 1)")
 
     def check(self, config: PCConfig, inference: Inference, runtime: Runtime) -> None:
-        from .updates import Equilibrium
-
         if inference.T < 1:
             raise ConfigError(f"algorithm.T={inference.T}: PC-ALM needs a budget of at least 1 state step "
                               "(the paper uses T = 2 x depth)")
@@ -354,10 +350,10 @@ class StatesAndDuals(Parameterisation):
                               "use energy.hidden=gaussian and energy.lam=0 (the output term may be any energy)")
         if runtime.dtype is not None:
             raise ConfigError("algorithm pcalm runs in float32: remove Runtime(compute_dtype)")
-        if type(config.target) is not Clamp:
+        if not (config.target.holds_output and config.target.free_phase):
             raise ConfigError(f"target {type(config.target).__name__} cannot be combined with parameterisation "
                               "StatesAndDuals (PC-ALM): its energy holds the output at the target (use target Clamp)")
-        if not isinstance(config.update, Equilibrium):
+        if not (config.update.relaxes_once and config.update.predictions == "relaxed"):
             raise ConfigError(f"update rule {type(config.update).__name__} cannot be combined with parameterisation "
                               "StatesAndDuals (PC-ALM): its relaxation interleaves dual-ascent steps with the state "
                               "steps and the weights step once at the end (use update rule Equilibrium)")

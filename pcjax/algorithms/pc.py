@@ -30,8 +30,8 @@ from ..network_energy import EnergySpec, network_energy
 from ..runtime import Runtime, cast_floats
 from .base import Algorithm, TrainState, accuracy, check_batch
 from .parameterisation import Parameterisation, States
-from .targets import Clamp, Goal, Problem, Weighted
-from .updates import Equilibrium
+from .targets import Clamp, Goal, Problem, Target
+from .updates import Equilibrium, UpdateRule
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,21 @@ class PCConfig:
     beta: float = 1.0
     latent_grad: str = "sample"
     eval_steps: int = 0
-    target: Any = field(default_factory=Clamp)
-    update: Any = field(default_factory=Equilibrium)
+    target: Target = field(default_factory=Clamp)
+    update: UpdateRule = field(default_factory=Equilibrium)
     tol: float | None = None
     tol_on: str = "energy"
     min_steps: int = 0
     parameterisation: Parameterisation = field(default_factory=States)
 
     def __post_init__(self):
+        for part, base in (("target", Target), ("update", UpdateRule), ("parameterisation", Parameterisation)):
+            if not isinstance(getattr(self, part), base):
+                raise ConfigError(f"PCConfig.{part}={getattr(self, part)!r} is not a {base.__name__}: subclass "
+                                  f"pcjax.{base.__name__} (its docstring lists what a {part} declares and implements)")
         if self.beta == 0:
             raise ConfigError("algorithm.beta must be non-zero (the weight update is scaled by 1/beta)")
-        if isinstance(self.target, Weighted) and not self.beta > 0:
+        if self.target.weights_terms and not self.beta > 0:
             raise ConfigError(f"algorithm.beta must be > 0 with target Weighted (the output term's weight), "
                               f"got {self.beta}")
         if self.eval_steps < 0:

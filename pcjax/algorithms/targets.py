@@ -16,9 +16,10 @@ of the free values, and the node values the weight update sees.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -99,12 +100,33 @@ class Problem(NamedTuple):
     weight_energy: Callable | None = None
 
 
-@dataclass(frozen=True)
-class Clamp:
-    """Output held at z_L = mu_L - beta (mu_L - y); every term of weight 1."""
+class Target(abc.ABC):
+    """How the label enters the energy: ``goal`` turns (mu, y, beta) into a ``Goal`` on a batch.
+
+    Capabilities are declared, so that other parts can ask instead of testing the class:
+    ``holds_output`` (the output node is held at a value, not free), ``free_phase`` (``goal(...,
+    free_output=True)`` gives the zero-nudge free phase that ``Contrastive`` subtracts) and
+    ``weights_terms`` (the goal carries per-node weights of the forward terms, e.g. beta on the output).
+    """
+
+    holds_output: ClassVar[bool] = True
+    free_phase: ClassVar[bool] = False
+    weights_terms: ClassVar[bool] = False
 
     def check(self, runtime: Runtime) -> None:
-        """Every runtime policy applies."""
+        """Refuse (``ConfigError``) a runtime policy this target cannot run under; the default accepts all."""
+
+    @abc.abstractmethod
+    def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
+             free_output: bool = False) -> Goal:
+        """The ``Goal`` of a batch from its feed-forward values ``latents0``, labels ``y`` and ``beta``."""
+
+
+@dataclass(frozen=True)
+class Clamp(Target):
+    """Output held at z_L = mu_L - beta (mu_L - y); every term of weight 1."""
+
+    free_phase: ClassVar[bool] = True
 
     def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
              free_output: bool = False) -> Goal:
@@ -112,20 +134,12 @@ class Clamp:
         value = nudged_target(latents0[-1], y.astype(latents0[-1].dtype), 0.0 if free_output else beta, spec)
         return Goal(value, None, spec)
 
-    def problem(self, model, x, y, latents0, beta, spec: EnergySpec, runtime: Runtime, *, free_output=False) -> Problem:
-        """The clamped problem of state PC (``free_output``: the zero-nudge free phase, z_L = mu_L)."""
-        from .parameterisation import States
-
-        return States().problem(model, x, self.goal(latents0, y, beta, spec, free_output=free_output), latents0,
-                                runtime)
-
 
 @dataclass(frozen=True)
-class Weighted:
+class Weighted(Target):
     """Output held at y, its term weighted by beta: w_L = beta (ePC's default target)."""
 
-    def check(self, runtime: Runtime) -> None:
-        """Every runtime policy applies."""
+    weights_terms: ClassVar[bool] = True
 
     def goal(self, latents0: tuple[Array, ...], y: Array, beta: Array, spec: EnergySpec, *,
              free_output: bool = False) -> Goal:
@@ -139,8 +153,10 @@ class Weighted:
 
 
 @dataclass(frozen=True)
-class SoftNudge:
+class SoftNudge(Target):
     """Every node free; F = E + beta C(z_L, y) with the output's prediction term Gaussian."""
+
+    holds_output: ClassVar[bool] = False
 
     def check(self, runtime: Runtime) -> None:
         if runtime.dtype is not None:
@@ -154,9 +170,3 @@ class SoftNudge:
             raise ConfigError("target SoftNudge has no zero-nudge free phase here: use target Clamp")
         cost = spec.term("output")
         return Goal(None, None, spec.replace(output="gaussian"), lambda z_out: beta * cost(z_out, y))
-
-    def problem(self, model, x, y, latents0, beta, spec: EnergySpec, runtime: Runtime) -> Problem:
-        """The soft-nudged problem of state PC."""
-        from .parameterisation import States
-
-        return States().problem(model, x, self.goal(latents0, y, beta, spec), latents0, runtime)

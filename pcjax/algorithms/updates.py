@@ -20,8 +20,9 @@ with gradients is refused (``ConfigError``), not silently overridden.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -31,7 +32,7 @@ from ..errors import ConfigError
 from ..inference import StepInfo, latent_step
 from ..lalr import Replay
 from ..runtime import Runtime
-from .targets import Clamp, Problem, SoftNudge, energy_at
+from .targets import Problem, Target, energy_at
 
 
 class Step(NamedTuple):
@@ -97,68 +98,87 @@ def _relax_and_grad(algo, ctx, pred):
     return Step(ctx.state, free, infos, energy, terms, grads)
 
 
-@dataclass(frozen=True)
-class Equilibrium:
-    """(1/beta) dE/dtheta at the relaxed node values."""
+class UpdateRule(abc.ABC):
+    """How the relaxed problem of a batch becomes a weight step: ``step(algo, ctx) -> Step``.
 
-    label = "pc"
-    front_ok = True
+    Capabilities are declared, so that other parts (a parameterisation, a wrapping rule) can ask
+    instead of testing the class: ``label`` (the algorithm's name with parameterisation ``States``),
+    ``front_ok`` (the error front may skip the zero terms), ``relaxes_once`` (one relaxation, then the
+    gradient at its end: what ``Contrastive`` wraps and PC-ALM needs), ``predictions`` (``"relaxed"``:
+    the weight gradient's predictions from the relaxed values; ``"feedforward"``: from the initial
+    feed-forward pass) and ``steps_during_inference`` (weight steps between inference steps, iPC).
+    """
 
-    def check(self, target, runtime: Runtime) -> None:
-        """Every target and runtime policy applies."""
+    label: ClassVar[str] = "pc"
+    front_ok: ClassVar[bool] = False
+    relaxes_once: ClassVar[bool] = False
+    predictions: ClassVar[str] = "relaxed"
+    steps_during_inference: ClassVar[bool] = False
+
+    def check(self, target: Target, runtime: Runtime) -> None:
+        """Refuse (``ConfigError``, naming both) a target or runtime policy this rule cannot run with;
+        the default accepts all."""
 
     def updates_per_step(self, T: int) -> int:
+        """Weight updates per training step (1, or T for a rule that steps during inference)."""
         return 1
+
+    @abc.abstractmethod
+    def step(self, algo, ctx) -> Step:
+        """One batch: relax ``ctx.problem(model)`` with ``algo``'s inference and return a ``Step`` (see the
+        module docstring for what its ``state`` and ``grads`` mean)."""
+
+
+@dataclass(frozen=True)
+class Equilibrium(UpdateRule):
+    """(1/beta) dE/dtheta at the relaxed node values."""
+
+    label: ClassVar[str] = "pc"
+    front_ok: ClassVar[bool] = True
+    relaxes_once: ClassVar[bool] = True
 
     def step(self, algo, ctx) -> Step:
         return _relax_and_grad(algo, ctx, None)
 
 
 @dataclass(frozen=True)
-class ForwardUpdate:
+class ForwardUpdate(UpdateRule):
     """(1/beta) dE/dtheta at the relaxed values, predictions from the feed-forward values."""
 
-    label = "fu"
-    front_ok = True
-
-    def check(self, target, runtime: Runtime) -> None:
-        """Every target and runtime policy applies."""
-
-    def updates_per_step(self, T: int) -> int:
-        return 1
+    label: ClassVar[str] = "fu"
+    front_ok: ClassVar[bool] = True
+    relaxes_once: ClassVar[bool] = True
+    predictions: ClassVar[str] = "feedforward"
 
     def step(self, algo, ctx) -> Step:
         return _relax_and_grad(algo, ctx, ctx.latents0)
 
 
 @dataclass(frozen=True)
-class Contrastive:
+class Contrastive(UpdateRule):
     """``inner``'s gradient minus the gradient at the free equilibrium (top-down weights keep
     their nudged-phase gradient so they still learn to predict the latents). The free phase replays
     the nudged phase's LALR multipliers, so that the difference measures the target, not the step
     sizes. Costs a second relaxation."""
 
-    inner: Any = field(default_factory=Equilibrium)
-    label = "pc"
+    inner: UpdateRule = field(default_factory=Equilibrium)
+    label: ClassVar[str] = "pc"
 
     def __post_init__(self):
-        if not isinstance(self.inner, (Equilibrium, ForwardUpdate)):
+        if not getattr(self.inner, "relaxes_once", False):
             raise ConfigError(f"update rule Contrastive cannot wrap {type(self.inner).__name__}: it needs a rule "
                               "that relaxes once and then steps the weights (Equilibrium or ForwardUpdate)")
 
     @property
-    def front_ok(self) -> bool:
+    def front_ok(self) -> bool:  # type: ignore[override]
         return self.inner.front_ok
 
-    def check(self, target, runtime: Runtime) -> None:
-        if not isinstance(target, Clamp):
+    def check(self, target: Target, runtime: Runtime) -> None:
+        if not target.free_phase:
             raise ConfigError(f"update rule Contrastive cannot be combined with target {type(target).__name__}: "
                               "its free phase holds the output at its own prediction (use target Clamp)")
         if runtime.dtype is not None:
             raise ConfigError("update rule Contrastive runs in float32: remove Runtime(compute_dtype)")
-
-    def updates_per_step(self, T: int) -> int:
-        return 1
 
     def step(self, algo, ctx) -> Step:
         out = self.inner.step(algo, ctx)
@@ -168,7 +188,7 @@ class Contrastive:
         free_phase = ctx.problem(model, free_output=True)
         rule = Replay(algo.inference.lalr, out.infos.step_scale)
         free0, _ = relax_problem(algo, free_phase, model, rule=rule)
-        pred = ctx.latents0 if isinstance(self.inner, ForwardUpdate) else None
+        pred = ctx.latents0 if self.inner.predictions == "feedforward" else None
         _, _, g0 = problem_gradient(model, ctx.x, free_phase, free0, ctx.state.beta, pred=pred)
         if model.backward:
             g0 = eqx.tree_at(lambda m: m.backward, g0, replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
@@ -176,15 +196,15 @@ class Contrastive:
 
 
 @dataclass(frozen=True)
-class Incremental:
+class Incremental(UpdateRule):
     """iPC: at every inference step t, one latent step and one weight step, both along the energy's
     gradients at (z_t, theta_t)."""
 
-    label = "ipc"
-    front_ok = False
+    label: ClassVar[str] = "ipc"
+    steps_during_inference: ClassVar[bool] = True
 
-    def check(self, target, runtime: Runtime) -> None:
-        if isinstance(target, SoftNudge):
+    def check(self, target: Target, runtime: Runtime) -> None:
+        if not target.holds_output:
             raise ConfigError("update rule Incremental cannot be combined with target SoftNudge: iPC steps the "
                               "weights during relaxation with the output held at its target (use target Clamp)")
         if runtime.dtype is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import sys
 import time
 import types
 from dataclasses import dataclass, field
@@ -290,14 +289,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
              data.test_x.shape[0], placement, loop, compile_seconds,
              f"; continuing at epoch {start_epoch + 1}" if start_epoch or partial is not None else "")
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        per_epoch, unit = (layout.n_chunks, "chunk") if loop == "scan" else (layout.nb, "step")
-        done = 0 if partial is None else (partial.chunk if loop == "scan" else int(partial.metrics["valid"].sum()))
-        bar = tqdm(total=(cfg.epochs - start_epoch) * per_epoch - done, desc=str(meta.get("name") or "train"), unit=unit,
-                   leave=False)
+    bar = _progress_bar(cfg, layout, loop, start_epoch, partial, str(meta.get("name") or "train"))
     minutes = cfg.checkpoint_minutes if store.manager is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
@@ -311,16 +303,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
                                          after_chunk=saver)
         seconds = before + time.perf_counter() - t_epoch
         if dead:
-            from .algorithms.bp import Backprop
-
-            divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold,
-                                                      backprop=isinstance(algorithm, Backprop),
-                                                      first_epoch=epoch == 0 and not record.get("resumes"))
-            record["status"], record["divergence"] = "diverged", divergence
-            store.write_record(record)
-            if bar is not None:
-                bar.close()
-            raise DivergenceError(message)
+            _stop_diverged(algorithm, cfg, store, record, metrics, epoch, bar)
         entry, trace = epoch_entry(compiled, state, dev, metrics, epoch, seconds, diagnose)
         record["epochs"].append(entry)
         record["inference_trace"] = None if trace is None else trace.tolist()
@@ -328,16 +311,48 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         store.save(state, record, epoch + 1)
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, _epoch_text(entry))
         if tracker is not None:
-            logged = {k: v for k, v in entry.items() if k != "epoch"}
-            if trace is not None:  # per-layer energy at every inference step (a table + plot in wandb)
-                logged["inference_trace"] = trace.tolist()
-            tracker.log(logged, step=epoch + 1)
+            _track_epoch(tracker, entry, trace, epoch)
     if bar is not None:
         bar.close()
     record["status"] = "complete"
     _summarise(record)
     store.write_record(record)
     return state, record
+
+
+def _progress_bar(cfg: TrainerConfig, layout: EpochLayout, loop: str, start_epoch: int, partial, name: str):
+    """The run's tqdm bar over the chunks (``scan``) or steps (``step``) still to run; None without progress."""
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    per_epoch, unit = (layout.n_chunks, "chunk") if loop == "scan" else (layout.nb, "step")
+    done = 0 if partial is None else (partial.chunk if loop == "scan" else int(partial.metrics["valid"].sum()))
+    return tqdm(total=(cfg.epochs - start_epoch) * per_epoch - done, desc=name, unit=unit, leave=False)
+
+
+def _stop_diverged(algorithm, cfg: TrainerConfig, store: RunStore, record: dict, metrics, epoch: int, bar) -> None:
+    """A diverged epoch: the record says where (status ``diverged``), the checkpoints stay as they were,
+    and a ``DivergenceError`` names the batch, step and layer."""
+    from .algorithms.bp import Backprop
+
+    divergence, message = describe_divergence(metrics, epoch, cfg.divergence_threshold,
+                                              backprop=isinstance(algorithm, Backprop),
+                                              first_epoch=epoch == 0 and not record.get("resumes"))
+    record["status"], record["divergence"] = "diverged", divergence
+    store.write_record(record)
+    if bar is not None:
+        bar.close()
+    raise DivergenceError(message)
+
+
+def _track_epoch(tracker, entry: dict, trace, epoch: int) -> None:
+    """The epoch's entry to the tracker, with the per-layer energy at every inference step (a table and
+    plot in wandb)."""
+    logged = {k: v for k, v in entry.items() if k != "epoch"}
+    if trace is not None:
+        logged["inference_trace"] = trace.tolist()
+    tracker.log(logged, step=epoch + 1)
 
 
 @dataclass(frozen=True)
@@ -744,16 +759,3 @@ def _seconds_per_epoch(record: dict) -> float:
     firsts = {0} | {int(r["epoch"]) for r in record.get("resumes") or [] if "epoch" in r}
     steady = [s for i, s in enumerate(secs) if i not in firsts]
     return float(np.mean(steady) if steady else secs[0])
-
-
-class _TrainModule(types.ModuleType):
-    """``pcjax.train`` is this module and also callable: ``pcjax.train(cfg)`` trains a configuration."""
-
-    def __call__(self, cfg=None, run_dir=None) -> dict:
-        """Train ``cfg`` (``pcjax.load_config(...)``, a plain dict, or None: the default run); the record."""
-        from .cli import train
-
-        return train(cfg, run_dir)
-
-
-sys.modules[__name__].__class__ = _TrainModule
