@@ -43,9 +43,9 @@ class EveryK(pj.UpdateRule):
             raise pj.ConfigError(f"k={self.k} must be a positive divisor of T={T}")
         return T // self.k
 
-    def step(self, algo: pj.PC, ctx) -> Step:
+    def step(self, ctx) -> Step:
         """T inference steps in rounds of k, one weight step after each round."""
-        inf, L = algo.inference, ctx.state.model.num_nodes
+        inf, L = ctx.inference, ctx.state.model.num_nodes
         optimizer = inf.optim.make()
 
         def round_(carry, r):
@@ -61,7 +61,7 @@ class EveryK(pj.UpdateRule):
 
             (z, zstate), infos = jax.lax.scan(inference, (z, zstate), r * self.k + jnp.arange(self.k))
             energy, terms, grads = weight_gradient(st.model, ctx.x, problem.latents(z), problem.spec, st.beta)
-            st = algo.apply_updates(st, grads, algo.weight_scaler(infos.step_scale[-1]))
+            st = ctx.apply(st, grads, infos.step_scale[-1])
             return (st, z, zstate), (infos, energy, terms)
 
         free0 = ctx.problem(ctx.state.model).init

@@ -3,7 +3,7 @@
 from . import energies, lalr, training
 from .algorithms import (EPC, PC, PCALM, Algorithm, Backprop, BuildContext, Clamp, Contrastive, Equilibrium, Errors,
                          ForwardUpdate, Incremental, Parameterisation, PCConfig, SoftNudge, States, StatesAndDuals,
-                         Target, TrainState, UpdateRule, Weighted, algorithm_params, available_algorithms, get_algorithm,
+                         StepContext, Target, TrainState, UpdateRule, Weighted, algorithm_params, available_algorithms, get_algorithm,
                          register_algorithm)
 from .cli import load_config, train
 from .blocks import Conv, Dense, Identity, Sequential, Upsample
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EPC", "PC", "PCALM", "Algorithm", "Backprop", "BuildContext", "Clamp", "Contrastive", "Equilibrium", "ForwardUpdate",
     "Incremental", "PCConfig", "SoftNudge", "TrainState", "algorithm_params", "available_algorithms",
-    "Errors", "Parameterisation", "States", "StatesAndDuals", "Weighted", "Target", "UpdateRule",
+    "Errors", "Parameterisation", "States", "StatesAndDuals", "Weighted", "Target", "UpdateRule", "StepContext",
     "get_algorithm", "register_algorithm", "Conv", "Dense", "Identity", "Sequential", "Upsample",
     "available_energies", "get_energy", "register_energy", "ConfigError", "DivergenceError", "PCJaxError",
     "ShapeError", "Inference", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",

@@ -29,6 +29,7 @@ def test_summarise_counts_up_to_the_first_epoch_at_the_target():
     s = tta.summarise(_entry([0.5, 0.8, 0.7, 0.9], [2.0, 1.0, 1.0, 1.0]), 0.8)
     assert s["reached"] and s["epochs_to_target"] == 2 and s["seconds_to_target"] == pytest.approx(3.0)
     assert s["wall_seconds_to_target"] == pytest.approx(4.0) and s["best_test_acc"] == 0.9
+    assert s["seconds_with_compile"] == pytest.approx(4.0)  # 3 s of training + 1 s of compilation
     assert s["seconds_per_epoch"] == pytest.approx(1.25) and s["epochs_run"] == 4
     never = tta.summarise(_entry([0.5, 0.6], [1.0, 1.0]), 0.8)
     assert not never["reached"] and never["seconds_to_target"] is None and never["best_test_acc"] == 0.6
@@ -56,6 +57,8 @@ def digits_task(monkeypatch):
             "optim.lr=0.002"]
     monkeypatch.setitem(tta.TASKS, "digits_mlp", dict(
         target=0.8, label="digits MLP", configs=dict(pc=base + ["algorithm=pc", "algorithm.T=4"], epc=None,
+                                                     pc_fast=base + ["algorithm=pc", "algorithm.T=2",
+                                                                     "trainer.epochs=1"],
                                                      bp=base + ["algorithm=bp"])))
     return "digits_mlp"
 
@@ -64,7 +67,7 @@ def test_a_short_real_run(digits_task, tmp_path):
     pytest.importorskip("hydra")
     from benchmarks import pcx_adapter
 
-    only = ("pcjax_pc", "pcjax_bp") + (("pcx_pc",) if pcx_adapter.available() else ())
+    only = ("pcjax_pc", "pcjax_pc_fast", "pcjax_bp") + (("pcx_pc",) if pcx_adapter.available() else ())
     res = tta.run_task(digits_task, only=only, max_epochs=2, log=lambda *a: None)
     assert res["target_acc"] == 0.8 and res["max_epochs"] == 2 and res["schedule_epochs"] == 3
     comp = res["competitors"]
@@ -73,6 +76,7 @@ def test_a_short_real_run(digits_task, tmp_path):
         assert "error" not in c, c
         assert 1 <= c["epochs_run"] <= 2 and c["compile_s"] >= 0 and all(e["seconds"] > 0 for e in c["epochs"])
         assert c["reached"] == (c["best_test_acc"] >= 0.8)
+    assert comp["pcjax_pc_fast"]["epochs_run"] == 1  # a fast recipe runs at most its own schedule's epochs
     if "pcx_pc" in comp:
         pc, pcx = comp["pcjax_pc"]["epochs"], comp["pcx_pc"]["epochs"]
         n = min(len(pc), len(pcx))

@@ -94,3 +94,41 @@ def test_convnet_table_gap_and_target(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
     assert out.read_text().count("<!-- convnet-table:start -->") == 1
+
+
+def _recipe_record(folder: Path, group: str, job: str, *, T: int, val: list[float], test: list[float],
+                   seed: int = 0) -> None:
+    import json
+
+    d = folder / group / job
+    d.mkdir(parents=True)
+    config = {"dataset": {"name": "mnist"}, "algorithm": {"T": T, "latent": {"lr": 0.1, "momentum": 0.5}},
+              "optim": {"lr": 1e-3}, "trainer": {"epochs": len(val)}, "seed": seed}
+    epochs = [{"val_acc": v, "test_acc": t, "seconds": 1.0} for v, t in zip(val, test)]
+    (d / "record.json").write_text(json.dumps({"name": "m", "seed": seed, "config": config, "epochs": epochs}))
+
+
+def test_recipe_table_chooses_on_validation_by_cost(tmp_path):
+    """The validation target is the tuned run's validation accuracy where its test accuracy first reaches 98 %;
+    a config qualifies when it reaches it on seeds 0, 1 and 2; the cheapest ((latest epoch at the validation
+    target) x (T + 2)) is chosen; test accuracy is never used."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import recipe_table
+
+    _recipe_record(tmp_path, "base", "a", T=8, val=[0.95, 0.97, 0.975, 0.99], test=[0.96, 0.97, 0.981, 0.99])
+    for seed, late in enumerate([1, 3, 2]):  # T 2: latest epoch 3 -> cost 12
+        val = [0.9] * (late - 1) + [0.976] * (4 - late)
+        _recipe_record(tmp_path, "grid", f"cheap{seed}", T=2, val=val, test=[0.9] * 3, seed=seed)
+    for seed in range(3):  # T 8, epoch 1 on every seed -> cost 10
+        _recipe_record(tmp_path, "grid", f"dear{seed}", T=8, val=[0.976, 0.98], test=[0.99, 0.99], seed=seed)
+    _recipe_record(tmp_path, "grid", "one_seed", T=1, val=[0.99, 0.99], test=[0.99] * 2)  # cheap, but one seed only
+    for seed in range(3):  # seed 2 never reaches the target: does not qualify
+        _recipe_record(tmp_path, "grid", f"miss{seed}", T=1, val=[0.99 if seed < 2 else 0.9], test=[0.99], seed=seed)
+    res = recipe_table.choose(recipe_table.load_runs(tmp_path), "mnist")
+    assert res["val_target"] == 0.975 and res["base_test_epoch"] == 3
+    chosen = res["chosen"]
+    assert (chosen["T"], len(chosen["runs"]), chosen["cost"]) == (8, 3, 10)
+    costs = sorted((c["T"], c["epochs"], c["cost"] or 0) for c in res["grid"])
+    assert costs == [(1, 1, 0), (1, 2, 0), (2, 3, 12), (8, 2, 10)]
+    text = recipe_table.markdown([res], "cmd")
+    assert "| 8 **chosen** |" in text and "| 1 / 3 / 2 | 12 |" in text and "| – / – / – |" in text

@@ -21,16 +21,16 @@ def _flat(tree):
 class Gate(Equilibrium):
     """Relaxes like Equilibrium, then skips the weight step (returns ctx.state, grads=None)."""
 
-    def step(self, algo, ctx):
-        return super().step(algo, ctx)._replace(state=ctx.state, grads=None)
+    def step(self, ctx):
+        return super().step(ctx)._replace(state=ctx.state, grads=None)
 
 
 @dataclass(frozen=True)
 class Ambiguous(Equilibrium):
     """Returns a changed state *and* gradients: refused."""
 
-    def step(self, algo, ctx):
-        out = super().step(algo, ctx)
+    def step(self, ctx):
+        out = super().step(ctx)
         return out._replace(state=eqx.tree_at(lambda s: s.step, ctx.state, ctx.state.step + 7))
 
 
@@ -61,3 +61,21 @@ def test_the_built_in_rule_applies_its_gradients():
     model, algo, x, y = _setup(Equilibrium())
     new, _ = algo.train_step(algo.init(model), x, y)
     assert float(jnp.abs(_flat(new.model) - _flat(model)).max()) > 0 and int(new.step) == 1
+
+
+@dataclass(frozen=True)
+class Legacy(Equilibrium):
+    """A rule written against the earlier contract, step(algo, ctx)."""
+
+    def step(self, algo, ctx):
+        assert isinstance(algo, pj.PC)
+        return super().step(ctx)
+
+
+def test_a_rule_sees_only_the_context_and_a_legacy_rule_still_runs_with_a_warning():
+    ref_model, ref_algo, x, y = _setup(Equilibrium())
+    ref, _ = ref_algo.train_step(ref_algo.init(ref_model), x, y)
+    model, algo, x, y = _setup(Legacy())
+    with pytest.warns(DeprecationWarning, match=r"step\(ctx\)"):
+        new, _ = algo.train_step(algo.init(model), x, y)
+    np.testing.assert_array_equal(_flat(new.model), _flat(ref.model))

@@ -11,7 +11,7 @@ from .base import Algorithm, TrainState, accuracy, check_batch, trainable
 from .bp import Backprop
 from .epc import EPC, epc_config, sweep
 from .parameterisation import Errors, Parameterisation, Relaxation, States, StatesAndDuals
-from .pc import PC, PCConfig, feedforward
+from .pc import PC, PCConfig, StepContext, feedforward
 from .registry import (BuildContext, algorithm_params, available_algorithms, build_algorithm, get_algorithm,
                        register_algorithm)
 from .targets import Clamp, Goal, Problem, SoftNudge, Target, Weighted, energy_at, nudged_target
@@ -26,5 +26,5 @@ __all__ = [
     "relax_problem",
     "feedforward", "BuildContext", "algorithm_params", "available_algorithms", "build_algorithm", "get_algorithm",
     "register_algorithm", "Clamp", "Problem", "SoftNudge", "energy_at", "nudged_target", "Contrastive",
-    "Equilibrium", "ForwardUpdate", "Incremental", "Step", "weight_gradient", "pc_config", "Target", "UpdateRule",
+    "Equilibrium", "ForwardUpdate", "Incremental", "Step", "weight_gradient", "pc_config", "Target", "UpdateRule", "StepContext",
 ]

@@ -14,6 +14,9 @@ is computed, not what.
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,7 +34,7 @@ from ..runtime import Runtime, cast_floats
 from .base import Algorithm, TrainState, accuracy, check_batch
 from .parameterisation import Parameterisation, States
 from .targets import Clamp, Goal, Problem, Target
-from .updates import Equilibrium, UpdateRule
+from .updates import Equilibrium, UpdateRule, problem_gradient, relax_problem
 
 
 @dataclass(frozen=True)
@@ -88,15 +91,36 @@ def default_name(config: PCConfig) -> str:
     return free if label == "pc" else f"{free}-{label}"
 
 
-class Context(NamedTuple):
-    """One batch as the update rules see it."""
+class StepContext(NamedTuple):
+    """One batch as an update rule sees it: the data, the feed-forward values, the batch's problem and
+    the algorithm's parts with its runtime policy already bound in, so that a rule never needs the
+    algorithm itself.
+
+    ``problem(model, free_output=False)``: the batch's ``Problem`` under the weights of ``model``;
+    ``front(model, problem)``: the error front's (schedule, weight-update nodes), ((), None) where it
+    does not apply; ``relax(problem, model, *, schedule=(), rule=None)``: the relaxation with the
+    inference part, (free values, per-step trace); ``gradient(model, problem, free, *, pred=None,
+    nodes=None, precision=None)``: (1/beta) dE/dtheta at the relaxed free values in the runtime's compute
+    dtype, (E, terms, grads); ``apply(state, grads, step_scale)``: one weight-optimiser step with the
+    layer-wise weight scaling of the step's LALR multipliers.
+    """
 
     state: TrainState
     x: Array
     y: Array
     latents0: tuple          # feed-forward values (gradient stopped)
     target: Any
-    problem: Any             # problem(model, free_output=False) -> the batch's Problem for the weights of ``model``
+    problem: Callable
+    inference: Inference
+    energy: EnergySpec
+    front: Callable
+    relax: Callable
+    gradient: Callable
+    apply: Callable
+
+
+#: the former name of ``StepContext``
+Context = StepContext
 
 
 def feedforward(model, x, dtype=None) -> tuple[Array, ...]:
@@ -104,6 +128,17 @@ def feedforward(model, x, dtype=None) -> tuple[Array, ...]:
     if dtype is None:
         return model.feedforward(x)
     return tuple(m.astype(x.dtype) for m in cast_floats(model, dtype).feedforward(cast_floats(x, dtype)))
+
+
+def _run_rule(rule: UpdateRule, algo, ctx: StepContext):
+    """``rule.step(ctx)``; a rule written against the earlier contract, ``step(algo, ctx)``, still runs
+    (with a ``DeprecationWarning``: everything it read from ``algo`` is on ``ctx`` now)."""
+    if len(inspect.signature(rule.step).parameters) >= 2:
+        warnings.warn(f"update rule {type(rule).__name__}.step(algo, ctx): the step now receives only the context, "
+                      "step(ctx) (ctx.inference, ctx.energy, ctx.front, ctx.relax, ctx.gradient, ctx.apply replace "
+                      "what the rule read from the algorithm)", DeprecationWarning, stacklevel=2)
+        return rule.step(algo, ctx)
+    return rule.step(ctx)
 
 
 class PC(Algorithm):
@@ -173,6 +208,21 @@ class PC(Algorithm):
 
         return scale
 
+    def step_context(self, state: TrainState, x: Array, y: Array, latents0: tuple, problem: Callable) -> StepContext:
+        """The update rule's view of one batch, with this algorithm's parts and runtime policy bound in."""
+        def relax(prob: Problem, model, *, schedule=(), rule=None):
+            return relax_problem(self, prob, model, schedule=schedule, rule=rule)
+
+        def gradient(model, prob: Problem, free, *, pred=None, nodes=None, precision=None):
+            return problem_gradient(model, x, prob, free, state.beta, pred=pred, nodes=nodes, precision=precision,
+                                    dtype=self.runtime.dtype)
+
+        def apply(st: TrainState, grads, step_scale: Array) -> TrainState:
+            return self.apply_updates(st, grads, self.weight_scaler(step_scale))
+
+        return StepContext(state, x, y, latents0, self.config.target, problem, self.inference, self.config.energy,
+                           self.front, relax, gradient, apply)
+
     def train_step(self, state: TrainState, x: Array, y: Array, *, return_relaxation: bool = False):
         """One training step on a batch (x, one-hot y); returns the new state and metrics (and, with
         ``return_relaxation``, what inference produced: the parameterisation's ``relaxation``)."""
@@ -185,7 +235,7 @@ class PC(Algorithm):
         def problem(m, free_output: bool = False) -> Problem:
             return self.problem(m, x, y, latents0, state.beta, free_output=free_output)
 
-        out = cfg.update.step(self, Context(state, x, y, latents0, cfg.target, problem))
+        out = _run_rule(cfg.update, self, self.step_context(state, x, y, latents0, problem))
         rho = out.infos.step_scale[-1] if self.inference.T > 0 else jnp.ones((L,))
         if out.grads is not None and out.state is not state:
             raise ConfigError(f"update rule {type(cfg.update).__name__} returned a new training state *and* weight "

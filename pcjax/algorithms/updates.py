@@ -88,13 +88,12 @@ def relax_problem(algo, problem: Problem, model, *, schedule=(), rule=None):
                               num_nodes=model.num_nodes, unroll=algo.runtime.unroll, schedule=schedule, rule=rule)
 
 
-def _relax_and_grad(algo, ctx, pred):
+def _relax_and_grad(ctx, pred):
     model = ctx.state.model
     problem = ctx.problem(model)
-    schedule, nodes = algo.front(model, problem)
-    free, infos = relax_problem(algo, problem, model, schedule=schedule)
-    energy, terms, grads = problem_gradient(model, ctx.x, problem, free, ctx.state.beta, pred=pred, nodes=nodes,
-                                            dtype=algo.runtime.dtype)
+    schedule, nodes = ctx.front(model, problem)
+    free, infos = ctx.relax(problem, model, schedule=schedule)
+    energy, terms, grads = ctx.gradient(model, problem, free, pred=pred, nodes=nodes)
     return Step(ctx.state, free, infos, energy, terms, grads)
 
 
@@ -124,9 +123,10 @@ class UpdateRule(abc.ABC):
         return 1
 
     @abc.abstractmethod
-    def step(self, algo, ctx) -> Step:
-        """One batch: relax ``ctx.problem(model)`` with ``algo``'s inference and return a ``Step`` (see the
-        module docstring for what its ``state`` and ``grads`` mean)."""
+    def step(self, ctx) -> Step:
+        """One batch (``ctx``: a ``pcjax.algorithms.pc.StepContext``): relax ``ctx.problem(model)`` with
+        ``ctx.relax`` and return a ``Step`` (see the module docstring for what its ``state`` and
+        ``grads`` mean)."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class Equilibrium(UpdateRule):
     front_ok: ClassVar[bool] = True
     relaxes_once: ClassVar[bool] = True
 
-    def step(self, algo, ctx) -> Step:
-        return _relax_and_grad(algo, ctx, None)
+    def step(self, ctx) -> Step:
+        return _relax_and_grad(ctx, None)
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ class ForwardUpdate(UpdateRule):
     relaxes_once: ClassVar[bool] = True
     predictions: ClassVar[str] = "feedforward"
 
-    def step(self, algo, ctx) -> Step:
-        return _relax_and_grad(algo, ctx, ctx.latents0)
+    def step(self, ctx) -> Step:
+        return _relax_and_grad(ctx, ctx.latents0)
 
 
 @dataclass(frozen=True)
@@ -180,16 +180,16 @@ class Contrastive(UpdateRule):
         if runtime.dtype is not None:
             raise ConfigError("update rule Contrastive runs in float32: remove Runtime(compute_dtype)")
 
-    def step(self, algo, ctx) -> Step:
-        out = self.inner.step(algo, ctx)
-        if not algo.config.energy.bidirectional:  # the free equilibrium is the feed-forward pass: zero gradient
+    def step(self, ctx) -> Step:
+        out = self.inner.step(ctx)
+        if not ctx.energy.bidirectional:  # the free equilibrium is the feed-forward pass: zero gradient
             return out
         model = ctx.state.model
         free_phase = ctx.problem(model, free_output=True)
-        rule = Replay(algo.inference.lalr, out.infos.step_scale)
-        free0, _ = relax_problem(algo, free_phase, model, rule=rule)
+        rule = Replay(ctx.inference.lalr, out.infos.step_scale)
+        free0, _ = ctx.relax(free_phase, model, rule=rule)
         pred = ctx.latents0 if self.inner.predictions == "feedforward" else None
-        _, _, g0 = problem_gradient(model, ctx.x, free_phase, free0, ctx.state.beta, pred=pred)
+        _, _, g0 = ctx.gradient(model, free_phase, free0, pred=pred)
         if model.backward:
             g0 = eqx.tree_at(lambda m: m.backward, g0, replace_fn=lambda b: jax.tree_util.tree_map(jnp.zeros_like, b))
         return out._replace(grads=jax.tree_util.tree_map(lambda a, b: a - b, out.grads, g0))
@@ -213,8 +213,8 @@ class Incremental(UpdateRule):
     def updates_per_step(self, T: int) -> int:
         return T
 
-    def step(self, algo, ctx) -> Step:
-        inf = algo.inference
+    def step(self, ctx) -> Step:
+        inf = ctx.inference
         optimizer = inf.optim.make()
         L = ctx.state.model.num_nodes
 
@@ -225,7 +225,7 @@ class Incremental(UpdateRule):
             _, _, gw = problem_gradient(st.model, ctx.x, problem, z, st.beta, precision=precision)
             z, zstate, info = latent_step(problem.energy_fn, z, zstate, t, T=inf.T, optimizer=optimizer, rule=inf.lalr,
                                           free_nodes=problem.free_nodes, num_nodes=L, latent_grad=inf.latent_grad)
-            st = algo.apply_updates(st, gw, algo.weight_scaler(info.step_scale))
+            st = ctx.apply(st, gw, info.step_scale)
             return (st, z, zstate), info
 
         init = ctx.problem(ctx.state.model).init
