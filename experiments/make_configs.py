@@ -44,6 +44,10 @@ row("fashion_mnist_mlp_ipc", "fashion_mnist", "mlp", "ipc", T=8, act="leaky_relu
 row("fashion_mnist_mlp_epc_se", "fashion_mnist", "mlp", "epc-se", T=8, beta=0.1, w_lr=2.97e-4, w_wd=1.84e-3, x_lr=0.1, x_mom=0.5, epochs=25, note="ePC: weight optimiser of the PC-SE row; error SGD rate 0.1, momentum 0.5 (the pcjax default); beta 0.1 as on MNIST")
 row("fashion_mnist_mlp_bp_se", "fashion_mnist", "mlp", "bp-se", w_lr=2.97e-4, w_wd=1.84e-3, epochs=25, ref=89.83, src=PCX_CFG, note="PC-SE values reused")
 row("fashion_mnist_mlp_bp_ce", "fashion_mnist", "mlp", "bp-ce", w_lr=2.77e-4, w_wd=8.40e-4, epochs=25, note="PC-CE values reused")
+# Fast recipes for time to accuracy (benchmarks/time_to_accuracy.py): chosen on the validation split (seed 0) from
+# Hydra grids over T, the latent and weight rates and the schedule's length (results/fast_recipe.md)
+row("mnist_mlp_pc_fast", "mnist", "mlp", "pc-se", T=3, w_lr=2.4e-3, w_wd=3.55e-4, x_lr=0.05, x_mom=0.65, epochs=5, note="fast recipe: T 3, latent SGD 0.05, AdamW 2.4e-3 over a 5-epoch schedule (each seed's validation target reached at epoch 4 on seeds 0-2); see results/fast_recipe.md")
+row("fashion_mnist_mlp_pc_fast", "fashion_mnist", "mlp", "pc-se", T=5, w_lr=1.2e-3, w_wd=1.84e-3, x_lr=0.05, x_mom=0.1, epochs=8, note="fast recipe: T 5, latent SGD 0.05, AdamW 1.2e-3 over an 8-epoch schedule (each seed's validation target reached by epoch 7 on seeds 0-2); see results/fast_recipe.md")
 # PCX's protocol: the whole training set (no validation split), best test epoch, 7 seeds
 for base in ("mnist_mlp_pc_se", "mnist_mlp_bp_se", "fashion_mnist_mlp_pc_se", "fashion_mnist_mlp_bp_se"):
     r = dict(ROWS[base], extra={**ROWS[base]["extra"], "trainer": {"val_fraction": 0.0}})

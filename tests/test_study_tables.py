@@ -109,13 +109,16 @@ def _recipe_record(folder: Path, group: str, job: str, *, T: int, val: list[floa
 
 
 def test_recipe_table_chooses_on_validation_by_cost(tmp_path):
-    """The validation target is the tuned run's validation accuracy where its test accuracy first reaches 98 %;
-    a config qualifies when it reaches it on seeds 0, 1 and 2; the cheapest ((latest epoch at the validation
+    """A seed's validation target is the tuned run's validation accuracy (that seed) where its test accuracy first
+    reaches 98 %; a config qualifies when it reaches the target on each of seeds 0, 1 and 2; the cheapest ((latest epoch at the validation
     target) x (T + 2)) is chosen; test accuracy is never used."""
     sys.path.insert(0, str(ROOT / "experiments"))
     import recipe_table
 
-    _recipe_record(tmp_path, "base", "a", T=8, val=[0.95, 0.97, 0.975, 0.99], test=[0.96, 0.97, 0.981, 0.99])
+    for seed in (0, 2):  # validation target 0.975 (test reaches 98 % at epoch 3)
+        _recipe_record(tmp_path, "base", f"a{seed}", T=8, val=[0.95, 0.97, 0.975, 0.99], test=[0.96, 0.97, 0.981, 0.99],
+                       seed=seed)
+    _recipe_record(tmp_path, "base", "a1", T=8, val=[0.95, 0.96, 0.99], test=[0.96, 0.981, 0.99], seed=1)  # target 0.96
     for seed, late in enumerate([1, 3, 2]):  # T 2: latest epoch 3 -> cost 12
         val = [0.9] * (late - 1) + [0.976] * (4 - late)
         _recipe_record(tmp_path, "grid", f"cheap{seed}", T=2, val=val, test=[0.9] * 3, seed=seed)
@@ -124,11 +127,16 @@ def test_recipe_table_chooses_on_validation_by_cost(tmp_path):
     _recipe_record(tmp_path, "grid", "one_seed", T=1, val=[0.99, 0.99], test=[0.99] * 2)  # cheap, but one seed only
     for seed in range(3):  # seed 2 never reaches the target: does not qualify
         _recipe_record(tmp_path, "grid", f"miss{seed}", T=1, val=[0.99 if seed < 2 else 0.9], test=[0.99], seed=seed)
+    for seed in range(3):  # 0.965 meets seed 1's target only: does not qualify
+        _recipe_record(tmp_path, "grid", f"split{seed}", T=1, val=[0.965] * 3, test=[0.99] * 3, seed=seed)
     res = recipe_table.choose(recipe_table.load_runs(tmp_path), "mnist")
-    assert res["val_target"] == 0.975 and res["base_test_epoch"] == 3
+    assert res["val_targets"] == {0: 0.975, 1: 0.96, 2: 0.975} and res["base_test_epochs"] == {0: 3, 1: 2, 2: 3}
+    split = next(c for c in res["grid"] if c["epochs"] == 3 and c["T"] == 1)
+    assert split["val_epochs"] == {0: None, 1: 1, 2: None} and split["cost"] is None
     chosen = res["chosen"]
     assert (chosen["T"], len(chosen["runs"]), chosen["cost"]) == (8, 3, 10)
     costs = sorted((c["T"], c["epochs"], c["cost"] or 0) for c in res["grid"])
-    assert costs == [(1, 1, 0), (1, 2, 0), (2, 3, 12), (8, 2, 10)]
+    assert costs == [(1, 1, 0), (1, 2, 0), (1, 3, 0), (2, 3, 12), (8, 2, 10)]
     text = recipe_table.markdown([res], "cmd")
     assert "| 8 **chosen** |" in text and "| 1 / 3 / 2 | 12 |" in text and "| – / – / – |" in text
+    assert "seed 1: epoch 2, validation **96.00 %**" in text
