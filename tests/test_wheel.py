@@ -42,3 +42,16 @@ def test_wheel_install_trains_digits_from_an_empty_folder(tmp_path):
     help_out = subprocess.run([sys.executable, str(script), "--help"], cwd=empty, env=env, capture_output=True,
                               text=True, timeout=60).stdout
     assert "pcjax train" in help_out
+
+
+def test_an_editable_install_prints_no_warning(tmp_path):
+    """``pip install -e`` (what ``make install`` runs) prints no warning from the project's packaging; the lines
+    in which pip reports its own index configuration are not the project's."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "-e",
+                           str(ROOT), "--target", str(tmp_path / "site")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    own = [line for line in (proc.stdout + proc.stderr).splitlines()
+           if line.strip() and "is ignored: it is neither a file nor a directory" not in line]
+    assert not any("warn" in line.lower() or "careful" in line.lower() for line in own), "\n".join(own[-40:])
+    (pth,) = (tmp_path / "site").glob("__editable__.pcjax*.pth")
+    assert Path(pth.read_text().strip()).resolve() == ROOT.resolve()
