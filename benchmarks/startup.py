@@ -1,6 +1,6 @@
 """Start-up cost of a run: compilation, time to the first step, and what the first epoch still pays.
 
-    python -m benchmarks.startup [--experiment mnist_mlp_pc_se] [--limit-train 6000] [--epochs 4]
+    python -m benchmarks.startup [--experiment mnist_mlp_pc_se] [--limit-train 6000] [--epochs 4] [--override K=V]
 
 Trains the experiment's config on the first ``--limit-train`` images for ``--epochs`` epochs (no
 checkpoints, no trackers) and prints one JSON object: every epoch's seconds, the first epoch's excess
@@ -20,13 +20,15 @@ def main(argv=None) -> int:
     p.add_argument("--experiment", default="mnist_mlp_pc_se")
     p.add_argument("--limit-train", type=int, default=6000)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable), e.g. "
+                   "trainer.compile_cache=null")
     a = p.parse_args(argv)
     import pcjax
     from pcjax.cli import train
 
     cfg = pcjax.load_config(a.experiment, overrides=[
         f"trainer.epochs={a.epochs}", f"dataset.limit_train={a.limit_train}", "trainer.progress=false",
-        "trainer.checkpoint=false", "tracking.backends=[none]"])
+        "trainer.checkpoint=false", "tracking.backends=[none]", *a.override])
     with tempfile.TemporaryDirectory() as run_dir:
         record = train(cfg, run_dir)
     secs = [e["seconds"] for e in record["epochs"]]

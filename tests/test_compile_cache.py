@@ -47,3 +47,12 @@ def test_second_identical_run_compiles_at_least_3x_faster(tmp_path):
     assert second["summary"]["test_acc"] == first["summary"]["test_acc"]  # a hit computes the same
     off = _run(tmp_path, "off", "null")
     assert off["hardware"]["compile_cache"] is None
+
+
+def test_the_cold_warm_benchmark_report():
+    from benchmarks import compile_cache as bench
+
+    row = lambda c: {"compile_seconds": c, "time_to_first_step_seconds": c + 0.5, "wall_seconds": c + 5}  # noqa: E731
+    md = bench.markdown({"experiment": "x", "limit_train": 10, "epochs": 1, "machine": "m", "jax": "j", "command": "c",
+                         "load_before": 0.1, "load_after": 0.2, "off": row(6.0), "cold": row(5.0), "warm": row(1.0)})
+    assert "| cache warm (second run) | 1.00 | 1.50 | 6.0 |" in md and "**0.20**" in md
