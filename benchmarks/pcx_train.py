@@ -142,6 +142,7 @@ def train_pcx(net, data, *, T: int, latent_lr: float, latent_momentum: float, we
     """
     from pcjax.data import split_validation
     from pcjax.data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation, eval_batches, normalize
+    from pcjax.training import data_key
 
     if not pa.available():
         raise ImportError("the PCX loop needs pcx: pip install --no-deps pcx==0.6.3")
@@ -206,7 +207,7 @@ def train_pcx(net, data, *, T: int, latent_lr: float, latent_momentum: float, we
     runner = make_runner()
     leaves, treedef = jax.tree_util.tree_flatten((runner.model, runner.optim_h, runner.optim_w))
     t_ops = time.perf_counter()
-    ekey = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+    ekey = jax.random.fold_in(data_key(seed), 0)
     pkey, akey = jax.random.split(ekey)
     np.asarray(epoch_permutation(pkey, n, batch_size))
     keys = jax.random.split(jax.random.fold_in(akey, 0), K)
@@ -223,7 +224,7 @@ def train_pcx(net, data, *, T: int, latent_lr: float, latent_momentum: float, we
     result = PCXResult(compile_s=ops_s + max(times[0][0] - times[1][0], 0.0) + max(times[0][1] - times[1][1], 0.0))
     runner.model, runner.optim_h, runner.optim_w = jax.tree_util.tree_unflatten(treedef, leaves)
 
-    base_key = jax.random.PRNGKey(seed)
+    base_key = data_key(seed)  # fit's data stream: the same batch order and augmentation keys
     for epoch in range(epochs):
         t0 = time.perf_counter()
         ekey = jax.random.fold_in(base_key, epoch)
