@@ -30,6 +30,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[1]
 # Repository files (globs relative to the repository root) published beside docs/.
 EXTRA = ["README.md", "results/*.md", "results/plots/*.png", "benchmarks/README.md", "benchmarks/results/*.md",
+         "benchmarks/results/*.png",
          "benchmarks/results/*.json"]
 # Repository path -> site path where they differ (README.md would collide with index.md as the home page).
 RENAME = {"README.md": "readme.md"}
