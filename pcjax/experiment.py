@@ -12,7 +12,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from .assemble import (_term_label, _tuple, algorithm_label, beta_schedule, build, build_model_from_config,  # noqa: F401
+from .assemble import (algorithm_label, beta_schedule, build, build_model_from_config,  # noqa: F401 (re-exported)
                        build_runtime, energy_spec, to_dict)
 from .config import Config
 from .data import load_dataset
