@@ -131,7 +131,8 @@ row("cifar10_vgg5q10k_epc_se", "cifar10", "vgg5", "epc-se", T=7, beta=0.1, w_lr=
 # algorithm of the comparison). CIFAR-10 VGG-9 also runs 8 epochs (``q10ke8``): does the 2-epoch
 # comparison hold with more training?
 for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("cifar100", "vgg7", 7, 2),
-                       ("cifar100", "vgg9", 9, 2), ("cifar10", "vgg9", 9, 8)):
+                       ("cifar100", "vgg9", 9, 2), ("cifar10", "vgg9", 9, 8), ("cifar10", "vgg7", 7, 8),
+                       ("cifar100", "vgg7", 7, 8), ("cifar100", "vgg9", 9, 8)):
     budget = "convnet block" if ep == 2 else "convnet block, longer budget"
     note = f"{budget}: quarter width, first 10,000 training images, {ep} epochs, T = {T}"
     skip_note = (f"convnet block: quarter width, first 10,000 training images, {ep} epochs, T = {T}; the long skip of "
@@ -147,6 +148,13 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
     row(f"{name}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=skip_note)
     row(f"{name}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=skip_note + epc_note)
     row(f"{name}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=skip_note)
+    if ep == 8:  # Qi et al.'s recipe (DeepPCNs): time-gated precision S or D, forward update, Nesterov latent SGD
+        for mode in ("S", "D"):
+            qi = dict(VQ10K, model={"width_multiplier": 0.25}, lalr="time_gated",
+                      lalr_params={"mode": mode, "alpha": 0.001}, algorithm={"variant": "fu"}, latent={"nesterov": True})
+            row(f"{name}_qi_{mode.lower()}", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=ep,
+                extra=qi, note=note + f"; Qi et al.'s recipe: time-gated {mode} precision (alpha 0.001), forward update, "
+                "latent SGD 0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate), T = the number of layers")
 # ResNet-18 at CPU scale: the VGG-9 q10ke8 budget (quarter width, first 10,000 training images, 8 epochs,
 # AdamW 1e-3 / 1e-4) and T = 18 (the number of nodes). ``qi_s``: Qi et al.'s recipe (DeepPCNs, ICML 2026):
 # time-gated S precision (alpha 0.001), forward update (variant fu), latent SGD with Nesterov momentum at
@@ -184,6 +192,12 @@ for depth in (8, 16, 32, 64, 128):
         # ePC with the calibration script's target (the nudged output) and error steps that back off
         # instead of climbing (guarded_sgd): at 128 layers the unguarded relaxation blows up on some batches.
         row(f"{ds}_resmlp{depth}_epcg_se", ds, "resmlp", "epc-se", T=min(depth, 32), act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth), "latent": {"name": "guarded_sgd"}, "algorithm": {"params": {"target": "nudged"}}, **LONG_EPOCH.get(depth, {})}, note="ePC, nudged target beta 0.1 (algorithm.params.target=nudged), guarded error SGD, T = min(depth, 32)")
+# Budgets past early learning: 5 epochs at 32, 64 and 128 layers for BP and the best PC-family variant of the
+# one-epoch rows (ePC, nudged target, guarded error SGD); the same constant Adam rates as the one-epoch rows.
+for depth in (32, 64, 128):
+    for ds in ("mnist", "fashion_mnist"):
+        row(f"{ds}_resmlp{depth}e5_epcg_se", ds, "resmlp", "epc-se", T=min(depth, 32), act="relu", beta=0.1, w_lr=0.03, w_wd=0.0, x_lr=0.3, x_mom=0.0, epochs=5, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth), "latent": {"name": "guarded_sgd"}, "algorithm": {"params": {"target": "nudged"}}, **LONG_EPOCH.get(depth, {})}, note="5-epoch budget; ePC, nudged target beta 0.1, guarded error SGD, T = min(depth, 32)")
+        row(f"{ds}_resmlp{depth}e5_bp_se", ds, "resmlp", "bp-se", act="relu", w_lr=0.01, w_wd=0.0, epochs=5, w_schedule="constant", batch=64, extra={"model": dict(RES, depth=depth)}, note="5-epoch budget; BP lr from a grid (0.1, 0.03, 0.01) on 32 layers")
 # The depth study (8 ... 128 layers, MNIST and Fashion-MNIST): the 32-layer rates for every depth and
 # both datasets (Fashion-MNIST reuses MNIST's values).
 for depth in (8, 16, 32, 64, 128):
