@@ -22,30 +22,34 @@ from pcjax.reporting import load_records, replace_marked_block, strict_accuracy 
 ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "epcg_se": "ePC (nudged, guarded)",
          "bpc_skip_lalr": "bidir + skip + LALR",
          "pcalm_se": "PC-ALM", "bp_se": "BP"}
-ROW = re.compile(r"^(?P<ds>mnist|fashion_mnist)_resmlp(?P<depth>\d+)_(?P<algo>" + "|".join(ALGOS) + r")$")
+# ``..._resmlp<depth>_...``: one epoch; ``..._resmlp<depth>e<N>_...``: the same row trained for N epochs
+ROW = re.compile(r"^(?P<ds>mnist|fashion_mnist)_resmlp(?P<depth>\d+)(?:e(?P<ep>\d+))?_(?P<algo>" + "|".join(ALGOS)
+                 + r")$")
+TARGET_PT = 0.5  # best PC-family variant within 0.5 pt of BP at every depth and budget
 
 
 #: the published PC-ALM port's setting (Fashion-MNIST, width 32, depth 32, one epoch, T = 2L) and its numbers
 PORT = re.compile(r"^fashion_mnist_resmlp32w32_(?P<algo>bp_se|pc_se|pcalm_se)$")
 PORT_PUBLISHED = {"bp_se": 78.66, "pc_se": 68.13, "pcalm_se": 77.75}
 
-FAILED: dict = defaultdict(list)  # (dataset, depth, algo) -> statuses of runs that did not complete
+FAILED: dict = defaultdict(list)  # (dataset, depth, epochs, algo) -> statuses of runs that did not complete
 
 
 def collect(paths: list[str]) -> dict:
-    """(dataset, depth, algo) -> list of (strict test acc %, s/epoch) over seeds (complete runs only);
-    the other runs' statuses (diverged, failed, ...) go to ``FAILED``."""
+    """(dataset, depth, epochs, algo) -> list of (strict test acc %, s/epoch) over seeds (complete runs
+    only); the other runs' statuses (diverged, failed, ...) go to ``FAILED``."""
     table: dict = defaultdict(list)
     for r in load_records(paths):
         m = ROW.match(r.name or "")
         if not m:
             continue
+        key = (m["ds"], int(m["depth"]), int(m["ep"] or 1), m["algo"])
         if r.status != "complete":
-            FAILED[(m["ds"], int(m["depth"]), m["algo"])].append(r.status)
+            FAILED[key].append(r.status)
             continue
         acc, _ = strict_accuracy(r)
         secs = [e["seconds"] for e in r.epochs]
-        table[(m["ds"], int(m["depth"]), m["algo"])].append((100 * acc, sum(secs) / len(secs)))
+        table[key].append((100 * acc, sum(secs) / len(secs)))
     return table
 
 
@@ -76,6 +80,42 @@ def port_table(paths: list[str]) -> str:
         lines.append(f"| {label} | {ours} | {PORT_PUBLISHED[algo]:.2f} | {gap} | "
                      f"{PORT_PUBLISHED[algo] - PORT_PUBLISHED['bp_se']:+.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def study_table(table: dict, epochs: int) -> list[str]:
+    """Markdown rows of one budget: a column per algorithm with a run at that budget (every algorithm at
+    one epoch), a row per dataset and depth, and the best PC-family gap to BP."""
+    keys = [k for k in list(table) + list(FAILED) if k[2] == epochs]
+    algos = [al for al in ALGOS if epochs == 1 or any(k[3] == al for k in keys)]
+    lines = ["| dataset | depth | " + " | ".join(ALGOS[al] for al in algos) + " | best PC-family - BP |",
+             "|---|---|" + "---|" * (len(algos) + 1)]
+    for ds in ("mnist", "fashion_mnist"):
+        for depth in sorted({d for (s, d, _, _) in keys if s == ds}):
+            cells, means = [], {}
+            for algo in algos:
+                runs = table.get((ds, depth, epochs, algo), [])
+                if runs:
+                    means[algo] = statistics.mean(acc for acc, _ in runs)
+                cells.append(cell_text(runs, FAILED.get((ds, depth, epochs, algo), [])))
+            lines.append(f"| {ds} | {depth} | " + " | ".join(cells) + f" | {gap_text(means)} |")
+    return lines
+
+
+def target_table(table: dict) -> list[str]:
+    """One row per (dataset, depth, epochs) with BP and at least one PC-family run: the best PC-family
+    variant by mean accuracy, BP, the gap and whether it is within ``TARGET_PT``."""
+    lines = ["| dataset | depth | epochs | best PC-family | BP | gap | met |", "|---|---|---|---|---|---|---|"]
+    cells = sorted({k[:3] for k in table}, key=lambda k: (k[0] != "mnist", k[2], k[1]))
+    for ds, depth, epochs in cells:
+        runs = {al: [acc for acc, _ in v] for (s, d, ep, al), v in table.items() if (s, d, ep) == (ds, depth, epochs)}
+        bp = runs.pop("bp_se", None)
+        if not bp or not runs:
+            continue
+        algo, accs = max(runs.items(), key=lambda kv: statistics.mean(kv[1]))
+        gap = statistics.mean(accs) - statistics.mean(bp)
+        lines.append(f"| {ds} | {depth} | {epochs} | {ALGOS[algo]} {fmt(accs)} (n={len(accs)}) | {fmt(bp)} (n={len(bp)}) "
+                     f"| {gap:+.2f} | {'yes' if gap >= -TARGET_PT else 'no'} |")
+    return lines
 
 
 def study_arguments(doc: str, marker: str, plot_help: str, diag_help: str) -> argparse.ArgumentParser:
@@ -117,18 +157,13 @@ def main(argv=None) -> int:
                         "PNG of the per-layer cosine with backprop and update norm (runs with "
                         "trainer.diagnostics=true, last epoch)").parse_args(argv)
     table = collect(a.runs)
-    lines = ["| dataset | depth | " + " | ".join(ALGOS.values()) + " | best PC-family - BP |",
-             "|---|---|" + "---|" * (len(ALGOS) + 1)]
-    for ds in ("mnist", "fashion_mnist"):
-        for depth in sorted({d for (s, d, _) in list(table) + list(FAILED) if s == ds}):
-            cells, means = [], {}
-            for algo in ALGOS:
-                runs = table.get((ds, depth, algo), [])
-                if runs:
-                    means[algo] = statistics.mean(acc for acc, _ in runs)
-                cells.append(cell_text(runs, FAILED.get((ds, depth, algo), [])))
-            gap = gap_text(means)
-            lines.append(f"| {ds} | {depth} | " + " | ".join(cells) + f" | {gap} |")
+    lines = []
+    for epochs in sorted({ep for (_, _, ep, _) in list(table) + list(FAILED)}):
+        if epochs != 1:
+            lines += ["", f"The same rows trained for {epochs} epochs (`<dataset>_resmlp<depth>e{epochs}_<algorithm>`):", ""]
+        lines += study_table(table, epochs)
+    lines += ["", "Target (best PC-family within 0.5 pt of BP; means over the seeds run, one seed where n=1):", "",
+              *target_table(table)]
     text = "\n".join(lines) + "\n" + port_table(a.runs)
     print(text)
     if a.out:
@@ -140,12 +175,12 @@ def main(argv=None) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        dss = sorted({s for (s, _, _) in table})
+        dss = sorted({s for (s, _, _, _) in table})
         fig, axes = plt.subplots(1, len(dss), figsize=(5.5 * len(dss), 4), squeeze=False)
         for ax, ds in zip(axes[0], dss):
             for algo, label in ALGOS.items():
-                pts = sorted((d, statistics.mean(acc for acc, _ in v)) for (s, d, al), v in table.items()
-                             if s == ds and al == algo)
+                pts = sorted((d, statistics.mean(acc for acc, _ in v)) for (s, d, ep, al), v in table.items()
+                             if s == ds and al == algo and ep == 1)
                 if pts:
                     ax.plot([d for d, _ in pts], [v for _, v in pts], "o-" if algo != "bp_se" else "k--", label=label)
             ax.set_xscale("log", base=2)
@@ -173,7 +208,7 @@ def plot_diagnostics(paths: list[str], out: str) -> None:
     runs = []
     for r in load_records(paths):
         m = ROW.match(r.name or "")
-        if (m and m["algo"] != "bp_se" and r.status == "complete" and r.seed == 0 and r.epochs
+        if (m and m["algo"] != "bp_se" and not m["ep"] and r.status == "complete" and r.seed == 0 and r.epochs
                 and "diagnostics" in r.epochs[-1]):
             runs.append((m["algo"], m["ds"], int(m["depth"]), r.epochs[-1]["diagnostics"]))
     if not runs:

@@ -33,8 +33,10 @@ def test_ablation_table_and_plots(tmp_path):
 def test_depth_table_counts_diverged_seeds(tmp_path):
     text = _run("depth_table.py", tmp_path, "--plot", str(tmp_path / "depth.png"), "--diag-plot",
                 str(tmp_path / "diag.png"))
-    lines = [line for line in text.splitlines() if line.startswith("| mnist | 32 |")]
+    one_epoch = text.partition("trained for 5 epochs")[0].partition("Target (")[0]
+    lines = [line for line in one_epoch.splitlines() if line.startswith("| mnist | 32 |")]
     assert len(lines) == 1 and "n=3" in lines[0] and "diverged" in lines[0]
+    assert "| mnist | 128 | 1 | ePC (nudged, guarded) " in text  # the target table
     assert (tmp_path / "depth.png").exists() and (tmp_path / "diag.png").exists()
 
 
@@ -94,6 +96,32 @@ def test_convnet_table_gap_and_target(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
     assert out.read_text().count("<!-- convnet-table:start -->") == 1
+
+
+def test_depth_table_budgets_and_target(tmp_path):
+    """Rows named ``..._resmlp<depth>e<N>_...`` form their own N-epoch table (columns with runs only), and
+    the target table judges every (dataset, depth, budget) with BP and a PC-family run: best mean minus
+    BP's mean, met when >= -0.5."""
+    runs = tmp_path / "runs"
+    for name, acc, epochs in [("mnist_resmlp32_pc_se", 0.90, 1), ("mnist_resmlp32_epc_se", 0.954, 1),
+                              ("mnist_resmlp32_bp_se", 0.96, 1), ("mnist_resmlp96_bp_se", 0.95, 1),
+                              ("mnist_resmlp96_epcg_se", 0.9445, 1), ("mnist_resmlp32e5_epcg_se", 0.97, 5),
+                              ("mnist_resmlp32e5_bp_se", 0.98, 5)]:
+        _record(runs, name, "complete", acc, epochs=epochs)
+    out = tmp_path / "doc.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "depth_table.py"), str(runs), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, _, rest = out.read_text().partition("trained for 5 epochs")
+    five, _, target = rest.partition("Target (")
+    assert [line.split(" | ")[1] for line in one.splitlines() if line.startswith("| mnist |")] == ["32", "96"]
+    assert "| ePC (nudged, guarded) | BP |" in five and "| PC |" not in five  # only the columns with runs
+    row5 = [line for line in five.splitlines() if line.startswith("| mnist | 32 |")]
+    assert row5 == ["| mnist | 32 | 97.00 (n=1, 10 s/ep) | 98.00 (n=1, 10 s/ep) | -1.00 |"]
+    rows = [line for line in target.splitlines() if line.startswith("| mnist |")]
+    assert rows == ["| mnist | 32 | 1 | ePC 95.40 (n=1) | 96.00 (n=1) | -0.60 | no |",
+                    "| mnist | 96 | 1 | ePC (nudged, guarded) 94.45 (n=1) | 95.00 (n=1) | -0.55 | no |",
+                    "| mnist | 32 | 5 | ePC (nudged, guarded) 97.00 (n=1) | 98.00 (n=1) | -1.00 | no |"]
 
 
 def _recipe_record(folder: Path, group: str, job: str, *, T: int, val: list[float], test: list[float],
