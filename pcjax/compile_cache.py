@@ -6,6 +6,10 @@
 quick its compilation (minimum compile time 0). JAX writes each entry atomically (a temporary file
 renamed into place), so sweep jobs running at once share one folder safely. The cache never changes
 what is computed: a hit loads the program XLA compiled for the same computation and backend.
+
+``cache_counts()`` counts the cache's hits and misses in this process (JAX's monitoring events); a run
+records them at the end of its start-up (``summary.compile_cache_hits`` / ``compile_cache_misses``), so
+a warm start shows as hits and no misses.
 """
 
 from __future__ import annotations
@@ -18,6 +22,21 @@ from typing import Any
 import jax
 
 OFF = (None, False, "null", "none", "false", "off", "")
+_EVENTS = {"/jax/compilation_cache/cache_hits": "compile_cache_hits",
+           "/jax/compilation_cache/cache_misses": "compile_cache_misses"}
+_COUNTS = dict.fromkeys(_EVENTS.values(), 0)
+_listening = False
+
+
+def _count(event: str, **_: Any) -> None:
+    if event in _EVENTS:
+        _COUNTS[_EVENTS[event]] += 1
+
+
+def cache_counts() -> dict[str, int]:
+    """Persistent-cache hits and misses (programs loaded from / written to the cache) in this process
+    since the cache was enabled."""
+    return dict(_COUNTS)
 
 
 def cache_folder(setting: Any = "auto") -> Path | None:
@@ -47,4 +66,8 @@ def enable_compile_cache(setting: Any = "auto") -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_listener(_count)
+        _listening = True
     return folder

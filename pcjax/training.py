@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .compile_cache import cache_counts
 from .data import ArrayDataset, split_validation
 from .data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation, eval_batches, normalize
 from .errors import ConfigError, DivergenceError
@@ -282,6 +283,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
     summary = record["summary"]  # a resumed run keeps its first start-up's numbers
     if summary.get("compile_seconds") is None:
         summary["compile_seconds"] = compile_seconds
+        summary.update(cache_counts())
     if summary.get("time_to_first_step_seconds") is None:  # data placement + compilation
         summary["time_to_first_step_seconds"] = time.perf_counter() - t_start
     log.info("%d training examples in %d batches of %d per epoch (%d validation, %d test); data on %s, loop %s; "

@@ -1,5 +1,6 @@
 """The persistent compilation cache: on by default, a folder of the user's cache, off with null, and a
-second identical run (a new process) compiles at least 3x faster than the first."""
+second identical run (a new process) loads every program from the cache (hits, no misses) and computes
+the same. How much faster that starts is a benchmark (benchmarks/compile_cache.py), not a unit test."""
 
 import json
 import os
@@ -36,17 +37,22 @@ def _run(tmp_path, name, cache):
     return json.loads((out / "record.json").read_text())
 
 
-def test_second_identical_run_compiles_at_least_3x_faster(tmp_path):
+def test_second_identical_run_loads_every_program_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     first = _run(tmp_path, "first", cache)
-    assert any(cache.iterdir()), "the first run wrote no cache entry"
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries, "the first run wrote no cache entry"
     second = _run(tmp_path, "second", cache)
     assert first["hardware"]["compile_cache"] == str(cache) == second["hardware"]["compile_cache"]
-    c1, c2 = first["summary"]["compile_seconds"], second["summary"]["compile_seconds"]
-    assert c2 * 3 <= c1, (c1, c2)
+    s1, s2 = first["summary"], second["summary"]
+    assert s1["compile_cache_hits"] == 0 and s1["compile_cache_misses"] > 0
+    # the start-up compiles the same programs and finds every one of them in the cache
+    assert s2["compile_cache_misses"] == 0 and s2["compile_cache_hits"] == s1["compile_cache_misses"], (s1, s2)
+    assert s2["compile_seconds"] < s1["compile_seconds"], (s1, s2)
     assert second["summary"]["test_acc"] == first["summary"]["test_acc"]  # a hit computes the same
     off = _run(tmp_path, "off", "null")
     assert off["hardware"]["compile_cache"] is None
+    assert off["summary"]["compile_cache_hits"] == off["summary"]["compile_cache_misses"] == 0
 
 
 def test_the_cold_warm_benchmark_report():
