@@ -178,15 +178,22 @@ def main(argv=None) -> int:
         dss = sorted({s for (s, _, _, _) in table})
         fig, axes = plt.subplots(1, len(dss), figsize=(5.5 * len(dss), 4), squeeze=False)
         for ax, ds in zip(axes[0], dss):
-            for algo, label in ALGOS.items():
-                pts = sorted((d, statistics.mean(acc for acc, _ in v)) for (s, d, ep, al), v in table.items()
-                             if s == ds and al == algo and ep == 1)
-                if pts:
-                    ax.plot([d for d, _ in pts], [v for _, v in pts], "o-" if algo != "bp_se" else "k--", label=label)
+            colours = {}
+            for epochs in sorted({ep for (_, _, ep, _) in table}):
+                for algo, label in ALGOS.items():
+                    pts = sorted((d, statistics.mean(acc for acc, _ in v)) for (s, d, ep, al), v in table.items()
+                                 if s == ds and al == algo and ep == epochs)
+                    if not pts:
+                        continue
+                    style = dict(color="k" if algo == "bp_se" else colours.get(algo), marker="o" if epochs == 1 else "s",
+                                 ls=("--" if algo == "bp_se" else "-") if epochs == 1 else ":")
+                    line, = ax.plot([d for d, _ in pts], [v for _, v in pts],
+                                    label=label if epochs == 1 else f"{label}, {epochs} epochs", **style)
+                    colours.setdefault(algo, line.get_color())
             ax.set_xscale("log", base=2)
             ax.set_xlabel("hidden layers")
             ax.set_ylabel("test accuracy % (strict)")
-            ax.set_title(f"{ds}: muPC residual MLP, width 128, 1 epoch")
+            ax.set_title(f"{ds}: muPC residual MLP, width 128")
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         Path(a.plot).parent.mkdir(parents=True, exist_ok=True)
