@@ -25,6 +25,7 @@ from depth_table import best_gap, cell_text, gap_text, study_arguments  # noqa: 
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
 ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "epc_se_skip": "ePC + skip",
+         "epcg_se": "ePC (nudged, guarded)", "epcg_se_skip": "ePC (nudged, guarded) + skip",
          "qi_s": "Qi S (FU)", "qi_d": "Qi D (FU)", "qi_s_aux": "Qi S + aux", "bpc_skip_lalr": "bidir + skip + LALR",
          "bp_se": "BP", "bp_se_skip": "BP + skip"}
 MODELS = ("vgg5", "vgg7", "vgg9", "resnet18")

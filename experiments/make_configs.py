@@ -148,6 +148,11 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
     row(f"{name}_pc_se_skip", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=qs, note=skip_note)
     row(f"{name}_epc_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=qs, note=skip_note + epc_note)
     row(f"{name}_bp_se_skip", ds, vgg, "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=ep, extra=qs, note=skip_note)
+    if ep == 8:  # ePC with the deep MLPs' stable setting: nudged target, guarded error descent (no momentum)
+        g = {"latent": {"name": "guarded_sgd"}, "algorithm": {"params": {"target": "nudged"}}}
+        gnote = "; ePC, nudged target beta 0.1, guarded error SGD 0.1 (the deep MLP rows' stable setting)"
+        row(f"{name}_epcg_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.0, epochs=ep, extra=dict(q, **g), note=note + gnote)
+        row(f"{name}_epcg_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.0, epochs=ep, extra=dict(qs, **g), note=skip_note + gnote)
     if ep == 8:  # Qi et al.'s recipe (DeepPCNs): time-gated precision S or D, forward update, Nesterov latent SGD
         for mode in ("S", "D"):
             qi = dict(VQ10K, model={"width_multiplier": 0.25}, lalr="time_gated",
