@@ -156,9 +156,10 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
     if ep == 8:  # Qi et al.'s recipe (DeepPCNs): time-gated precision S or D, forward update, Nesterov latent SGD
         for mode in ("S", "D"):
             qi = dict(VQ10K, model={"width_multiplier": 0.25}, lalr="time_gated",
-                      lalr_params={"mode": mode, "alpha": 0.001}, algorithm={"variant": "fu"}, latent={"nesterov": True})
+                      lalr_params={"mode": mode, "alpha": 0.001, **({"norm": "qi"} if mode == "D" else {})},
+                      algorithm={"variant": "fu"}, latent={"nesterov": True})
             row(f"{name}_qi_{mode.lower()}", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=ep,
-                extra=qi, note=note + f"; Qi et al.'s recipe: time-gated {mode} precision (alpha 0.001), forward update, "
+                extra=qi, note=note + f"; Qi et al.'s recipe: time-gated {mode} precision (alpha 0.001{', the official D constant' if mode == 'D' else ''}), forward update, "
                 "latent SGD 0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate), T = the number of layers")
 # ResNet-18 at CPU scale: the VGG-9 q10ke8 budget (quarter width, first 10,000 training images, 8 epochs,
 # AdamW 1e-3 / 1e-4) and T = 18 (the number of nodes). ``qi_s``: Qi et al.'s recipe (DeepPCNs, ICML 2026):

@@ -235,38 +235,50 @@ class LogNormalised(CheckedRule):
 class TimeGated(CheckedRule):
     """Qi et al.'s time-gated precision inference (DeepPCNs, ICML 2026), nodes l = 1..L, output L.
 
-    Gating: at inference step t only the nodes l >= L - t are active (rho_l = 1; the others take no
-    step, so they keep their feed-forward values and the predictions from them are the feed-forward
-    ones); an inactive node's energy term has weight 0. Node l "spikes" at t = L - l, when the
-    output's error reaches it. Precision of an active node:
+    Energy terms: term l (node l's error e_l = z_l - mu_l(z_{l-1})) "spikes" at step t = L - l and has
+    weight pi_l(t) = 0 before its spike (gated) and, from the spike on,
 
-    * ``mode="S"`` (spiking): pi_l(t) = 1 at the spike and ``alpha`` at every later step;
-    * ``mode="D"`` (decaying): pi_l(t) = exp(-k (t - (L - l))), 1 at the spike (the peak-normalised
-      form; ``lalr=precision norm=sum`` is the sum-normalised one, without gating).
+    * ``mode="S"`` (spiking): 1 at the spike and ``alpha`` at every later step;
+    * ``mode="D"`` (decaying): 1 at the spike, then c exp(-k j) at j = t - (L - l) steps after it, with
+      c = 1 (``norm="peak"``) or, as in the official code, c = sum_{i < T - (L - l)} exp(-k i) / 100
+      (``norm="qi"``; about 0.016 for k = 1).
 
-    (S weights the not-yet-spiked nodes ``alpha`` too, D weights them 0; with gating their terms are
-    dropped anyway.) T >= L lets every node spike. ``gate=False`` drops the gating (every node steps
-    at every t with the weights above); with ``alpha = 1`` and no gating, S is plain PC exactly.
+    Steps (gating): node l takes steps from t = L - 1 - l on, the step at which the term above it
+    (l + 1) spikes. That first step is driven by e_{l+1} at weight 1 alone (its own term is still
+    gated), which is how the official code moves the node just below the lowest active term: its
+    energy at step t sums the terms l >= L - t, recomputing their predictions from the values below,
+    and every free node descends that energy. Nodes below take no step, so they keep their
+    feed-forward values. T >= L - 1 lets the error reach node 1; T >= L lets every term spike.
+    ``gate=False`` drops the gating: every node steps at every t, and before its spike a term weighs
+    ``alpha`` (S) or 0 (D; ungated D with ``norm="peak"`` is the peak-normalised ``precision`` rule);
+    with ``alpha = 1`` and no gating, S is plain PC exactly.
     """
 
     mode: str = lalr_param("S", choices=("S", "D"))
     alpha: float = lalr_param(1e-3, 0.0, 1.0, why="the weight after the spike is a fraction of the spike's")
     k: float = lalr_param(1.0, 0.0, why="k < 0 makes a node's weight grow after its spike")
     gate: bool = lalr_param(True, choices=(True, False))
+    norm: str = lalr_param("peak", choices=("peak", "qi"))
 
     def scales(self, t, error_norm, T):
         L = error_norm.shape[0]
+        dtype = error_norm.dtype
         since = t - jnp.arange(L - 1, -1, -1)  # t - (L - l) for l = 1..L
         ones = jnp.ones_like(error_norm)
         if self.mode == "S":  # 1 at the spike, alpha at every other step
-            weight = jnp.where(since == 0, ones, jnp.asarray(self.alpha, error_norm.dtype))
-        else:  # 0 before the spike, then exp(-k j)
-            decay = jnp.exp(-self.k * jnp.maximum(since, 0).astype(error_norm.dtype))
-            weight = jnp.where(since >= 0, decay, 0.0).astype(error_norm.dtype)
+            weight = jnp.where(since == 0, ones, jnp.asarray(self.alpha, dtype))
+        else:  # 1 at the spike, then c exp(-k j)
+            decay = jnp.exp(-self.k * jnp.maximum(since, 0).astype(dtype))
+            if self.norm == "qi":  # the official code: exp(-k j) * sum_{i < T - (L - l)} exp(-k i) / 100
+                steps_left = (T - jnp.arange(L - 1, -1, -1)).astype(dtype)  # T - (L - l)
+                r = jnp.exp(-jnp.asarray(self.k, dtype))
+                total = jnp.where(r == 1.0, steps_left, (1 - r ** steps_left) / jnp.maximum(1 - r, 1e-30))
+                decay = decay * total / 100.0
+            weight = jnp.where(since == 0, ones, jnp.where(since > 0, decay, 0.0))
         if not self.gate:
             return LayerScales(ones, weight)
-        active = since >= 0
-        return LayerScales(active.astype(error_norm.dtype), jnp.where(active, weight, 0.0).astype(error_norm.dtype))
+        steps = (since >= -1).astype(dtype)  # node l steps from the spike of term l + 1 on
+        return LayerScales(steps, jnp.where(since >= 0, weight, 0.0).astype(dtype))
 
 
 _RULES: dict[str, type] = {

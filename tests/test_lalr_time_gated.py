@@ -1,7 +1,10 @@
 """Qi et al.'s time-gated precision (``lalr=time_gated``): real answers.
 
-* the S schedule activates node l exactly at step L - l (its spike): step 0 and weight 0 before,
-  weight 1 at the spike, alpha after; D decays as exp(-k j) after the spike;
+* the S schedule activates term l exactly at step L - l (its spike): weight 0 before, 1 at the spike,
+  alpha after; node l steps from L - 1 - l (the spike of the term above it); D decays as exp(-k j)
+  after the spike, times the official code's constant with ``norm="qi"``;
+* gated inference equals an independent re-implementation of the official code's loop (the energy
+  of the terms l >= L - t, descended by every free node);
 * with alpha = 1 and no gating, the inference equals standard PC bit-exactly;
 * with gating, a node keeps its feed-forward value exactly until its step, so the relaxation from
   the feed-forward pass never touches a node the error has not reached.
@@ -23,7 +26,7 @@ def test_spiking_schedule_activates_node_l_exactly_at_step_L_minus_l(L):
         sc = rule.scales(jnp.asarray(t), jnp.ones((L,)), L + 3)
         for l in range(1, L + 1):
             spike = L - l
-            want_step = 1.0 if t >= spike else 0.0
+            want_step = 1.0 if t >= spike - 1 else 0.0  # driven first by term l + 1 at its spike
             want_pi = 0.0 if t < spike else (1.0 if t == spike else 0.01)
             assert float(sc.step[l - 1]) == want_step and float(sc.precision[l - 1]) == pytest.approx(want_pi), (t, l)
 
@@ -36,6 +39,66 @@ def test_decaying_schedule():
         for l in range(1, L + 1):
             j = t - (L - l)
             assert pi[l - 1] == pytest.approx(0.0 if j < 0 else np.exp(-k * j), rel=1e-6)
+
+
+def _official_weights(T: int, N: int, mode: str, alpha: float) -> np.ndarray:
+    """The official code's ``get_weights_dict`` (DeepPCNs ``model.py``), restated: row i = vode i
+    (0-based, vode N - 1 the output), column t = inference step."""
+    w = np.zeros((N, T))
+    for i in range(N):
+        spike = N - i - 1
+        if mode == "S":
+            w[i] = alpha
+        else:
+            x = T - spike
+            raw = np.exp(-1.0 * np.arange(x))
+            w[i, spike:] = raw / 100 * raw.sum()
+        if spike < T:
+            w[i, spike] = 1.0
+    return w
+
+
+@pytest.mark.parametrize("mode", ["S", "D"])
+def test_weights_equal_the_official_schedule_on_the_active_terms(mode):
+    """Every term the official loop includes at step t (vodes i >= N - 1 - t) has its weight."""
+    L, T = 6, 8
+    rule = TimeGated(mode=mode, alpha=0.002, k=1.0, norm="qi")
+    want = _official_weights(T, L, mode, 0.002)
+    for t in range(T):
+        got = np.asarray(rule.scales(jnp.asarray(t), jnp.ones((L,)), T).precision)
+        active = np.arange(L) >= L - 1 - t
+        np.testing.assert_allclose(got[active], want[active, t], rtol=1e-5)
+        assert not got[~active].any()
+
+
+@pytest.mark.parametrize("mode", ["S", "D"])
+def test_gated_inference_equals_the_official_loop(mode):
+    """The official loop, re-implemented in plain JAX: at step t the energy is the sum of the terms
+    i >= N - 1 - t with their weights (the predictions recomputed from the values below) and every
+    free node takes an SGD step on it. pcjax's gated inference gives the same latents."""
+    rule = TimeGated(mode=mode, alpha=1e-3, norm="qi")
+    T, lr = 3, 0.1  # 4 free nodes: node 1 is not reached in 3 steps
+    model = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=8, depth=4)
+    algo = pj.PC(pj.PCConfig(T=T, latent=pj.LatentOptim("sgd", lr), lalr=rule), pj.WeightOptim(), 10)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 6))
+    y = jax.nn.one_hot(jnp.arange(5) % 3, 3)
+    problem = algo.problem(model, x, y, model.feedforward(x), jnp.asarray(1.0))
+    L = model.num_nodes
+    free, _ = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes, num_nodes=L)
+
+    w = jnp.asarray(_official_weights(T, L, mode, 1e-3), jnp.float32)
+    ref = tuple(model.feedforward(x)[:-1])
+    for t in range(T):
+        weights = jnp.where(jnp.arange(L) >= L - 1 - t, w[:, t], 0.0)
+
+        def energy(z, weights=weights):
+            return pj.network_energy(model, x, (*z, y), algo.config.energy, precision=weights)[0].sum()
+
+        ref = tuple(z - lr * g for z, g in zip(ref, jax.grad(energy)(ref)))
+    moved = [bool(jnp.abs(a - b).max() > 0) for a, b in zip(ref, model.feedforward(x)[:-1])]
+    assert moved == [False] * (L - 1 - T) + [True] * T  # node l moves from step L - 1 - l on (l >= L - T)
+    for a, b in zip(free, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _pc(rule, T=6):
@@ -58,13 +121,14 @@ def test_ungated_spiking_with_alpha_one_is_standard_pc_bit_exactly():
 
 def test_gated_nodes_keep_their_feedforward_value_until_their_step():
     model, algo, x, y = _pc(TimeGated(mode="S", alpha=1e-3), T=2)
-    L = model.num_nodes  # 5 nodes; after 2 steps (t = 0, 1) only node L - 1 has stepped (at t = 1)
+    L = model.num_nodes  # 5 nodes; after 2 steps (t = 0, 1) nodes L - 1 (from t = 0) and L - 2 (t = 1) have stepped
     problem = algo.problem(model, x, y, model.feedforward(x), jnp.asarray(1.0))
     free, _ = algo.inference.run(problem.energy_fn, problem.init, free_nodes=problem.free_nodes, num_nodes=L)
     ff = model.feedforward(x)
-    for l in range(1, L - 1):
+    for l in range(1, L - 2):
         np.testing.assert_array_equal(free[l - 1], ff[l - 1])
-    assert float(jnp.abs(free[L - 2] - ff[L - 2]).max()) > 0
+    for l in (L - 2, L - 1):
+        assert float(jnp.abs(free[l - 1] - ff[l - 1]).max()) > 0
 
 
 def test_invalid_parameters_are_refused():
