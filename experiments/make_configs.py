@@ -138,8 +138,9 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
     skip_note = (f"convnet block: quarter width, first 10,000 training images, {ep} epochs, T = {T}; the long skip of "
                  "the bidirectional row")
     epc_note = "; ePC soft target beta 0.1, error SGD 0.1 / momentum 0.5"
-    q = dict(VQ10K, model={"width_multiplier": 0.25})
-    qs = dict(VQ10K, model={"width_multiplier": 0.25, "skip": "long"})
+    diag = {"trainer": {"diagnostics": True}} if ep == 8 else {}  # the per-block cosine to BP, every epoch
+    q = dict(VQ10K, model={"width_multiplier": 0.25}, **diag)
+    qs = dict(VQ10K, model={"width_multiplier": 0.25, "skip": "long"}, **diag)
     name = f"{ds}_{vgg}q10k{'' if ep == 2 else f'e{ep}'}"
     row(f"{name}_pc_se", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=ep, extra=q, note=note)
     row(f"{name}_epc_se", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.5, epochs=ep, extra=q, note=note + epc_note)
@@ -155,7 +156,7 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
         row(f"{name}_epcg_se_skip", ds, vgg, "epc-se", T=T, beta=0.1, w_lr=1e-3, w_wd=1e-4, x_lr=0.1, x_mom=0.0, epochs=ep, extra=dict(qs, **g), note=skip_note + gnote)
     if ep == 8:  # Qi et al.'s recipe (DeepPCNs): time-gated precision S or D, forward update, Nesterov latent SGD
         for mode in ("S", "D"):
-            qi = dict(VQ10K, model={"width_multiplier": 0.25}, lalr="time_gated",
+            qi = dict(VQ10K, **diag, model={"width_multiplier": 0.25}, lalr="time_gated",
                       lalr_params={"mode": mode, "alpha": 0.001, **({"norm": "qi"} if mode == "D" else {})},
                       algorithm={"variant": "fu"}, latent={"nesterov": True})
             row(f"{name}_qi_{mode.lower()}", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=ep,
@@ -168,16 +169,17 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
 # neurons on the skip paths (model.aux_neurons). ePC: Goemaere et al.'s ResNet-18 setting (5 steps, error
 # SGD 0.001 without momentum, output weight 1).
 R18 = {"width_multiplier": 0.25}
+DIAG = {"trainer": {"diagnostics": True}}
 R18NOTE = "ResNet-18 block: quarter width, first 10,000 training images, 8 epochs"
-QI = dict(VQ10K, lalr="time_gated", lalr_params={"mode": "S", "alpha": 0.001}, algorithm={"variant": "fu"},
+QI = dict(VQ10K, **DIAG, lalr="time_gated", lalr_params={"mode": "S", "alpha": 0.001}, algorithm={"variant": "fu"},
           latent={"nesterov": True})
 QINOTE = (f"{R18NOTE}, T = 18; Qi et al.'s recipe: time-gated S precision (alpha 0.001), forward update, latent SGD "
           "0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate)")
-row("cifar10_resnet18q10ke8_bp_se", "cifar10", "resnet18", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=dict(VQ10K, model=R18), note=R18NOTE)
-row("cifar10_resnet18q10ke8_pc_se", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(VQ10K, model=R18), note=f"{R18NOTE}, T = 18; the VGG rows' latent SGD 0.0235 / momentum 0.3")
+row("cifar10_resnet18q10ke8_bp_se", "cifar10", "resnet18", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=R18NOTE)
+row("cifar10_resnet18q10ke8_pc_se", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}, T = 18; the VGG rows' latent SGD 0.0235 / momentum 0.3")
 row("cifar10_resnet18q10ke8_qi_s", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=R18), note=QINOTE)
 row("cifar10_resnet18q10ke8_qi_s_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=dict(R18, aux_neurons=True)), note=QINOTE + "; auxiliary neurons on the skip paths")
-row("cifar10_resnet18q10ke8_epc_se", "cifar10", "resnet18", "epc-se", T=5, w_lr=1e-3, w_wd=1e-4, x_lr=0.001, x_mom=0.0, epochs=8, extra=dict(VQ10K, model=R18), note=f"{R18NOTE}; ePC as Goemaere et al.'s ResNet-18 (T = 5, error SGD 0.001 without momentum, output weight beta 1)")
+row("cifar10_resnet18q10ke8_epc_se", "cifar10", "resnet18", "epc-se", T=5, w_lr=1e-3, w_wd=1e-4, x_lr=0.001, x_mom=0.0, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}; ePC as Goemaere et al.'s ResNet-18 (T = 5, error SGD 0.001 without momentum, output weight beta 1)")
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
 # and weight rates below come from a small grid on 32 layers (results/README.md).
