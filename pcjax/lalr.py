@@ -263,17 +263,17 @@ class TimeGated(CheckedRule):
     def scales(self, t, error_norm, T):
         L = error_norm.shape[0]
         dtype = error_norm.dtype
-        since = t - jnp.arange(L - 1, -1, -1)  # t - (L - l) for l = 1..L
+        spike = jnp.arange(L - 1, -1, -1)  # L - l for l = 1..L
+        since = t - spike
         ones = jnp.ones_like(error_norm)
         if self.mode == "S":  # 1 at the spike, alpha at every other step
             weight = jnp.where(since == 0, ones, jnp.asarray(self.alpha, dtype))
         else:  # 1 at the spike, then c exp(-k j)
             decay = jnp.exp(-self.k * jnp.maximum(since, 0).astype(dtype))
             if self.norm == "qi":  # the official code: exp(-k j) * sum_{i < T - (L - l)} exp(-k i) / 100
-                steps_left = (T - jnp.arange(L - 1, -1, -1)).astype(dtype)  # T - (L - l)
-                r = jnp.exp(-jnp.asarray(self.k, dtype))
-                total = jnp.where(r == 1.0, steps_left, (1 - r ** steps_left) / jnp.maximum(1 - r, 1e-30))
-                decay = decay * total / 100.0
+                i = jnp.arange(max(int(T), 1))
+                raw = jnp.exp(-self.k * i.astype(dtype))
+                decay = decay * jnp.sum(jnp.where(i < (T - spike)[:, None], raw, 0.0), axis=1) / 100.0
             weight = jnp.where(since == 0, ones, jnp.where(since > 0, decay, 0.0))
         if not self.gate:
             return LayerScales(ones, weight)

@@ -40,8 +40,7 @@ def _run(tmp_path, name, cache):
 def test_second_identical_run_loads_every_program_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     first = _run(tmp_path, "first", cache)
-    entries = sorted(p.name for p in cache.iterdir())
-    assert entries, "the first run wrote no cache entry"
+    assert any(cache.iterdir()), "the first run wrote no cache entry"
     second = _run(tmp_path, "second", cache)
     assert first["hardware"]["compile_cache"] == str(cache) == second["hardware"]["compile_cache"]
     s1, s2 = first["summary"], second["summary"]
