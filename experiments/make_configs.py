@@ -163,6 +163,12 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
             row(f"{name}_qi_{mode.lower()}", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=ep,
                 extra=qi, note=note + f"; Qi et al.'s recipe: time-gated {mode} precision (alpha 0.001{', the official D constant' if mode == 'D' else ''}), forward update, "
                 "latent SGD 0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate), T = the number of layers")
+            # the same with the long skip carried by auxiliary neurons (pcjax.models.aux_chain): its model's
+            # function is the skip rows' (BP + skip is its backprop baseline)
+            qa = dict(qi, model={"width_multiplier": 0.25, "skip": "long", "aux_neurons": True})
+            row(f"{name}_qi_{mode.lower()}_skip_aux", ds, vgg, "pc-se", T=T, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1,
+                epochs=ep, extra=qa, note=skip_note + f"; Qi et al.'s recipe ({mode}) with the long skip carried by auxiliary "
+                "neurons in every node it passes")
 # ResNet-18 at CPU scale: the VGG-9 q10ke8 budget (quarter width, first 10,000 training images, 8 epochs,
 # AdamW 1e-3 / 1e-4) and T = 18 (the number of nodes). ``qi_s``: Qi et al.'s recipe (DeepPCNs, ICML 2026):
 # time-gated S precision (alpha 0.001), forward update (variant fu), latent SGD with Nesterov momentum at

@@ -35,7 +35,7 @@ DESCRIPTIONS: dict[str, str] = {
     "model.stem": "ResNet stem: cifar (3x3) | imagenet (7x7 + pool)",
     "model.norm": "convnet normalisation: none | ...",
     "model.fc_hidden": "VGG hidden fully connected width (0: none)",
-    "model.aux_neurons": "ResNet: two auxiliary value nodes on each block's skip path, at the depths of the main path's two convolutions (Qi et al. 2026)",
+    "model.aux_neurons": "ResNet: two auxiliary value nodes on each block's skip path, at the depths of the main path's two convolutions (Qi et al. 2026); VGG with skip=long: auxiliary values in every node the long skip passes",
     "algorithm.name": "pc (state PC) | epc (error-optimised PC) | bp (backprop) | a registered algorithm",
     "algorithm.label": "short label used in run names (set by the algorithm group)",
     "algorithm.variant": "update rule of pc and epc: pc (equilibrium) | fu (forward update) | ipc (incremental; pc only)",

@@ -21,6 +21,8 @@ and VGG-5/VGG-7 keep every pool at 32x32 and 56x56); side lengths are floored (7
 
 ``skip="long"`` (REFERENCE 2.6) adds one skip edge from node 3 (the output of the third conv block)
 straight into the output node: mu_L = f_L(z_{L-1}) + W_s flatten(z_3) (W_s learned, no bias).
+``aux_neurons=True`` carries that skip on auxiliary neurons in nodes 4 .. L-1 instead of an edge, so
+its error takes as many inference steps as the main path's (``pcjax.models.aux_chain``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..blocks import Dense
 from ..errors import ConfigError, ShapeError
 from ..network import Network
 from ..norm import conv_block
+from .aux_chain import with_aux_chain
 from .topdown import build_network
 
 SKIPS = ("none", "long")
@@ -81,9 +84,11 @@ def vgg(
     fc_hidden: int = 0,
     backward: str = "none",
     backward_from: int = 1,
+    aux_neurons: bool = False,
     key: PRNGKeyArray,
 ) -> Network:
-    """A VGG network from ``spec`` = (out_channels, padding, pool) per conv3x3 block (see module doc)."""
+    """A VGG network from ``spec`` = (out_channels, padding, pool) per conv3x3 block (see module doc);
+    ``aux_neurons``: the long skip carried by auxiliary neurons (``pcjax.models.aux_chain``)."""
     if len(input_shape) != 3:
         raise ShapeError(f"VGG models need image inputs of shape (H, W, C); got {tuple(input_shape)}")
     if skip not in SKIPS:
@@ -115,31 +120,40 @@ def vgg(
         if len(spec) < 3:
             raise ConfigError("model.skip=long needs at least 3 conv blocks")
         skips.append((3, len(blocks), Dense(shapes[2], num_classes, "identity", key=skey, use_bias=False)))
+    if aux_neurons:
+        if skip != "long":
+            raise ConfigError("model.aux_neurons=true carries the long skip: set model.skip=long")
+        if backward != "none":
+            raise ConfigError(f"model.aux_neurons=true takes no top-down predictors (model.backward={backward!r}): "
+                              "use model.backward=none and an energy without top-down terms (energy.lam=0)")
+        shapes = Network(blocks, input_shape, skips=skips).node_shapes
+        return Network(with_aux_chain(blocks, skips[0], shapes), input_shape)
     return build_network(blocks, input_shape, skips=skips, act=act, backward=backward, backward_from=backward_from, key=gkey)
 
 
 def vgg5(input_shape: Sequence[int], num_classes: int, *, act: str = "gelu", width_multiplier: float = 1.0,
          norm: str = "none", skip: str = "none", backward: str = "none", backward_from: int = 1,
-         key: PRNGKeyArray) -> Network:
+         aux_neurons: bool = False, key: PRNGKeyArray) -> Network:
     """PCX VGG-5: 4 conv3x3 blocks (128, 256, 512, 512; each + act + max-pool 2) and a linear output."""
     return vgg(input_shape, num_classes, VGG5, act=act, width_multiplier=width_multiplier, norm=norm, skip=skip,
-               backward=backward, backward_from=backward_from, key=key)
+               backward=backward, backward_from=backward_from, aux_neurons=aux_neurons, key=key)
 
 
 def vgg7(input_shape: Sequence[int], num_classes: int, *, act: str = "gelu", width_multiplier: float = 1.0,
          norm: str = "none", skip: str = "none", backward: str = "none", backward_from: int = 1,
-         key: PRNGKeyArray) -> Network:
+         aux_neurons: bool = False, key: PRNGKeyArray) -> Network:
     """PCX VGG-7: 6 conv3x3 blocks (128+pool, 128, 256+pool, 256 pad 0, 512+pool, 512 pad 0), linear output."""
     return vgg(input_shape, num_classes, VGG7, act=act, width_multiplier=width_multiplier, norm=norm, skip=skip,
-               backward=backward, backward_from=backward_from, key=key)
+               backward=backward, backward_from=backward_from, aux_neurons=aux_neurons, key=key)
 
 
 def _vgg_n(depth: int):
     def builder(input_shape: Sequence[int], num_classes: int, *, act: str = "gelu", width_multiplier: float = 1.0,
                 norm: str = "none", skip: str = "none", fc_hidden: int = 0, backward: str = "none",
-                backward_from: int = 1, key: PRNGKeyArray) -> Network:
+                backward_from: int = 1, aux_neurons: bool = False, key: PRNGKeyArray) -> Network:
         return vgg(input_shape, num_classes, plan_to_spec(PLANS[depth]), act=act, width_multiplier=width_multiplier,
-                   norm=norm, skip=skip, fc_hidden=fc_hidden, backward=backward, backward_from=backward_from, key=key)
+                   norm=norm, skip=skip, fc_hidden=fc_hidden, backward=backward, backward_from=backward_from,
+                   aux_neurons=aux_neurons, key=key)
 
     builder.__name__ = builder.__qualname__ = f"vgg{depth}"
     builder.__doc__ = (f"VGG-{depth}: conv3x3 plan {PLANS[depth]} (M = max-pool 2 in the preceding block), "
