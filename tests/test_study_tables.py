@@ -40,7 +40,8 @@ def test_depth_table_counts_diverged_seeds(tmp_path):
     assert (tmp_path / "depth.png").exists() and (tmp_path / "diag.png").exists()
 
 
-def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: int = 2) -> None:
+def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: int = 2,
+            cos: tuple[float, ...] = (0.0, 0.9, 1.0)) -> None:
     import json
 
     from pcjax.reporting import SCHEMA_VERSION
@@ -50,7 +51,7 @@ def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: 
     eps = [{"epoch": e, "seconds": 10.0, "val_acc": 0.1 * e, "test_acc": test_acc if e == epochs else 0.05}
            for e in range(1, epochs + 1)] if status == "complete" else []
     if eps:
-        eps[-1]["diagnostics"] = {"cosine_bp": [0.0, 0.9, 1.0], "update_norm": [0.0, 0.1, 1.0],
+        eps[-1]["diagnostics"] = {"cosine_bp": list(cos), "update_norm": [0.0, 0.1, 1.0],
                                   "bp_grad_norm": [1.0, 1.0, 1.0]}
     run.joinpath("record.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": name, "dataset": name.split("_")[0], "model": "vgg", "algorithm": "x",
@@ -58,7 +59,8 @@ def _record(root: Path, name: str, status: str, test_acc: float | None, epochs: 
 
 
 def test_convnet_table_gap_and_target(tmp_path):
-    """Best PC-family minus the better BP per model, and the 1-pt target judged on VGG-7/VGG-9 only."""
+    """Best PC-family minus the better BP per model (also without the rows whose updates are BP's), and
+    the 1-pt target judged on VGG-7/VGG-9 only, saying when a row = BP meets it."""
     runs = tmp_path / "runs"
     for name, status, acc in [("cifar10_vgg7q10k_pc_se", "complete", 0.50), ("cifar10_vgg7q10k_epc_se", "complete", 0.555),
                               ("cifar10_vgg7q10k_bpc_skip_lalr", "diverged", None),
@@ -69,6 +71,7 @@ def test_convnet_table_gap_and_target(tmp_path):
         _record(runs, name, status, acc)
     _record(runs, "cifar10_vgg9q10ke8_pc_se", "complete", 0.60, epochs=8)  # the longer-budget VGG-9 row
     _record(runs, "cifar10_vgg9q10ke8_bp_se", "complete", 0.62, epochs=8)
+    _record(runs, "cifar10_vgg9q10ke8_qi_s_skip_aux", "complete", 0.615, epochs=8, cos=(1.0, 0.995, 1.0))  # = BP
     out = tmp_path / "doc.md"
     out.write_text("# intro\n\nkept text\n")
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out),
@@ -80,18 +83,20 @@ def test_convnet_table_gap_and_target(tmp_path):
     main, _, cosines = text.partition("Direction of each block")
     rows = {" ".join(line.split(" | ")[1:3]): line for line in main.splitlines() if line.startswith("| cifar10 |")}
     assert list(rows) == ["VGG5 2", "VGG7 2", "VGG9 2", "VGG9 8"]  # the MLP record is not a convnet row
-    assert rows.pop("VGG9 8").endswith("| -2.00 | missed |")
+    assert rows.pop("VGG9 8").endswith("| -0.50 | -2.00 | met, by a row = BP |")
     rows = {key.split()[0]: line for key, line in rows.items()}
     assert "| diverged |" in rows["VGG7"] and "55.50 (n=1, 10 s/ep)" in rows["VGG7"]
-    assert rows["VGG7"].endswith("| -2.50 | missed |")  # ePC 55.5 vs the better BP (with the skip) 58.0
-    assert "| 58.00 (n=1, 10 s/ep) |" in rows["VGG7"] and rows["VGG9"].count("not run") == 3  # 5 columns with runs
-    assert rows["VGG9"].endswith("| -5.00 | missed |") and "not run" in rows["VGG9"]
-    assert rows["VGG5"].endswith("| +10.00 | (no target) |")
+    assert rows["VGG7"].endswith("| -2.50 | -2.50 | missed |")  # ePC 55.5 vs the better BP (with the skip) 58.0
+    assert "| 58.00 (n=1, 10 s/ep) |" in rows["VGG7"] and rows["VGG9"].count("not run") == 4  # 6 columns with runs
+    assert rows["VGG9"].endswith("| -5.00 | -5.00 | missed |") and "not run" in rows["VGG9"]
+    assert rows["VGG5"].endswith("| +10.00 | +10.00 | (no target) |")
     assert (tmp_path / "bars.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
     # the per-block cosine table: every PC-family row with diagnostics, BP rows left out
     cos = [line for line in cosines.splitlines() if line.startswith("| cifar10 |")]
-    assert len(cos) == 5 and not any("| BP" in line for line in cos)
-    assert all(line.endswith("| 0.00 | differs |") for line in cos)
+    assert len(cos) == 6 and not any("| BP" in line for line in cos)
+    flagged = [line for line in cos if line.endswith("| 0.99 | = BP |")]
+    assert len(flagged) == 1 and "Qi S + skip on aux neurons" in flagged[0]
+    assert all(line.endswith("| 0.00 | differs |") for line in cos if line not in flagged)
     # regenerating replaces the block instead of appending a second one
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
