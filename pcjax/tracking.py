@@ -198,7 +198,7 @@ class WandbTracker:
             tags=list(self.tags) or None,
             name=self.name,
             group=self.group,
-            reinit="finish_previous",
+            reinit="create_new",  # several runs at once (trainer.replicas); each tracker finishes its own
         )
 
     def log(self, metrics: dict[str, float | int | list], step: int) -> None:

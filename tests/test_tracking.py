@@ -125,6 +125,35 @@ def test_wandb_offline_writes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert summary["test_acc"] == 0.97
 
 
+def test_wandb_runs_at_once_each_log_to_their_own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trainer.replicas`` keeps one wandb run per replica open at once: starting the second must not
+    finish the first (it did with ``reinit="finish_previous"``: the first run's next log raised)."""
+    pytest.importorskip("wandb")
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wb"),
+                       "WANDB_CACHE_DIR": str(tmp_path / "wb"), "WANDB_CONFIG_DIR": str(tmp_path / "wb"),
+                       "WANDB_DATA_DIR": str(tmp_path / "wb")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    trackers = [make_tracker(["wandb"], project="pcjax-test") for _ in range(2)]
+    for k, tracker in enumerate(trackers):
+        tracker.start({"seed": k}, tmp_path / f"seed{k}")
+    for k, tracker in enumerate(trackers):
+        tracker.log({"train_loss": 0.5 + k}, step=1)
+    for tracker in trackers:
+        tracker.finish({"test_acc": 0.9})
+    for k in range(2):
+        (offline,) = (tmp_path / f"seed{k}" / "wandb").glob("offline-run-*")
+        (log,) = offline.glob("*.wandb")
+        deadline = time.monotonic() + 60.0
+        records = read_wandb_records(log)
+        while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            records = read_wandb_records(log)
+        losses = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "history"
+                  for item in r.history.item if (item.key or "/".join(item.nested_key)) == "train_loss"]
+        assert losses == [0.5 + k]
+
+
 def test_git_commit_and_hardware(tmp_path: Path) -> None:
     assert git_commit(tmp_path) is None  # not a repository: None, no exception
     assert git_commit(tmp_path / "does-not-exist") is None
