@@ -179,15 +179,18 @@ def plot(done: dict, epochs: dict, out: str) -> None:
 
 def plot_diagnostics(records: list, out: str) -> bool:
     """Per-layer cos(update, BP gradient) and update size vs backprop, last epoch, seed 0, CIFAR-10 VGG-7
-    and VGG-9 (runs with trainer.diagnostics=true); False when no such run exists."""
+    and VGG-9 at the longest budget that has runs with trainer.diagnostics=true; False when there is none."""
     from depth_table import plot_update_vs_backprop
 
-    curves = []
+    found: dict = defaultdict(list)  # (model, epochs) -> curves
     for r in records:
         m = ROW.match(r.name or "")
-        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["ep"] and not m["algo"].startswith("bp_se")
+        if (m and m["ds"] == "cifar10" and m["model"] in TARGET_MODELS and not m["algo"].startswith("bp_se")
                 and r.status == "complete" and r.seed == 0 and r.epochs and "diagnostics" in r.epochs[-1]):
-            curves.append((f"{m['model'].upper()}: {ALGOS[m['algo']]}", r.epochs[-1]["diagnostics"]))
+            found[(m["model"], len(r.epochs))].append(
+                (f"{m['model'].upper()} {len(r.epochs)} ep: {ALGOS[m['algo']]}", r.epochs[-1]["diagnostics"]))
+    longest = {model: max(ep for mo, ep in found if mo == model) for model, _ in found}
+    curves = [c for (model, ep), cs in found.items() if ep == longest[model] for c in cs]
     if curves:
         plot_update_vs_backprop(sorted(curves, key=lambda c: c[0]), out,
                                 "CIFAR-10 VGGs: direction of each layer's update vs backprop")
