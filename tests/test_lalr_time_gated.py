@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import pcjax as pj
+from pcjax.diagnostics import layer_diagnostics
 from pcjax.lalr import TimeGated
 
 
@@ -145,3 +146,51 @@ def test_ungated_decaying_schedule_is_the_peak_normalised_precision_rule():
         a, b = d.scales(jnp.asarray(t), jnp.ones((L,)), T), p.scales(jnp.asarray(t), jnp.ones((L,)), T)
         np.testing.assert_allclose(a.precision, b.precision, rtol=1e-6)
         np.testing.assert_array_equal(a.step, b.step)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "vgg9_aux"])
+def test_spiking_gate_with_forward_update_is_backprop_scaled_per_block(model_name):
+    """Closed form: with S gating at alpha = 0, plain latent SGD at rate eta and the forward update,
+    node l takes one step driven by e_{l+1} (its value moves by eta^{L-l} delta_l, backprop's adjoint,
+    because every node below still holds its feed-forward value), then one step on its own spiking
+    term (which takes (1 - eta) of it back), and nothing more. So block l's update is backprop's
+    gradient times (1 - eta) eta^{L-l} (1 for the output block), for any nonlinearity: cos 1 at every
+    block and those size ratios. On VGG-9 this needs the long skip on auxiliary neurons (a skip edge
+    would move node 3 early)."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        eta = 0.7
+        key = jax.random.PRNGKey(0)
+        if model_name == "mlp":
+            model = pj.build_model("mlp", (6,), 3, key=key, width=8, depth=5, act="tanh")
+            x = jax.random.normal(jax.random.PRNGKey(1), (5, 6), jnp.float64)
+            classes = 3
+        else:
+            model = pj.build_model("vgg9", (16, 16, 3), 4, key=key, width_multiplier=1 / 16, skip="long",
+                                   aux_neurons=True)
+            x = jax.random.normal(jax.random.PRNGKey(1), (3, 16, 16, 3), jnp.float64)
+            classes = 4
+        y = jax.nn.one_hot(jnp.arange(x.shape[0]) % classes, classes, dtype=jnp.float64)
+        algo = pj.PC(pj.PCConfig(T=model.num_nodes, latent=pj.LatentOptim("sgd", eta),
+                                 lalr=TimeGated(mode="S", alpha=0.0), update=pj.ForwardUpdate()), pj.WeightOptim(), 10)
+
+        def diagnose(model):
+            model = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx_is_float(a) else a, model)
+            d = layer_diagnostics(algo, algo.init(model), x, y)
+            return np.asarray(d["cosine_bp"]), np.asarray(d["update_norm"]) / np.asarray(d["bp_grad_norm"])
+
+        L = model.num_nodes
+        cos, ratio = diagnose(model)
+        np.testing.assert_allclose(cos, 1.0, atol=1e-9)
+        want = np.array([(1 - eta) * eta ** (L - l) for l in range(1, L)] + [1.0])
+        np.testing.assert_allclose(ratio / ratio[-1], want, rtol=1e-7)
+        if model_name != "mlp":  # the skip as an edge: node 3 steps when the skip's term weighs alpha = 0
+            cos_edge, _ = diagnose(pj.build_model("vgg9", (16, 16, 3), 4, key=key, width_multiplier=1 / 16,
+                                                  skip="long"))
+            assert cos_edge[:3].min() < 0.99 and np.allclose(cos_edge[3:], 1.0, atol=1e-9)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def eqx_is_float(a) -> bool:
+    return isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating)
