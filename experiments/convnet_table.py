@@ -40,6 +40,22 @@ TARGET_MODELS = ("vgg7", "vgg9", "resnet18")  # ... on these models
 COS_BP = 0.99  # every block at least this close to backprop's direction: the update is BP in disguise
 
 
+def row_key(m: re.Match) -> tuple[str, str, str]:
+    """(dataset, model variant, algo) of a matched row name; the variant of a ``q10ke<N>`` row is
+    ``<model>e<N>``."""
+    return m["ds"], m["model"] + (f"e{m['ep']}" if m["ep"] else ""), m["algo"]
+
+
+def last_cosines(records: list):
+    """(match, record, cosines) of every complete seed-0 PC-family run whose last epoch carries
+    ``cosine_bp`` (runs with ``trainer.diagnostics=true``)."""
+    for r in records:
+        m = ROW.match(r.name or "")
+        if (m and not m["algo"].startswith("bp_se") and r.status == "complete" and r.seed == 0 and r.epochs
+                and "cosine_bp" in (r.epochs[-1].get("diagnostics") or {})):
+            yield m, r, r.epochs[-1]["diagnostics"]["cosine_bp"]
+
+
 def collect(records: list) -> tuple[dict, dict, dict]:
     """(dataset, model, algo) -> [(strict test acc %, s/epoch)] over complete runs; the same key ->
     statuses of runs that did not complete; (dataset, model) -> the set of epoch counts trained."""
@@ -50,7 +66,7 @@ def collect(records: list) -> tuple[dict, dict, dict]:
         m = ROW.match(r.name or "")
         if not m:
             continue
-        key = (m["ds"], m["model"] + (f"e{m['ep']}" if m["ep"] else ""), m["algo"])
+        key = row_key(m)
         epochs[key[:2]].add(int((r.config.get("trainer") or {}).get("epochs", len(r.epochs))))
         if r.status != "complete":
             failed[key].append(r.status)
@@ -85,13 +101,7 @@ def target_text(model: str, gap: float | None, by_bp_row: bool = False) -> str:
 def bp_like(records: list) -> set:
     """(dataset, model variant, algo) of the PC-family rows whose seed-0 run updates every block at
     cos >= ``COS_BP`` to backprop's gradient in its last epoch (``cosine_table``'s ``= BP``)."""
-    out = set()
-    for r in records:
-        m = ROW.match(r.name or "")
-        if (m and not m["algo"].startswith("bp_se") and r.status == "complete" and r.seed == 0 and r.epochs
-                and min((r.epochs[-1].get("diagnostics") or {}).get("cosine_bp") or [0.0]) >= COS_BP):
-            out.add((m["ds"], m["model"] + (f"e{m['ep']}" if m["ep"] else ""), m["algo"]))
-    return out
+    return {row_key(m) for m, _, cos in last_cosines(records) if min(cos, default=0.0) >= COS_BP}
 
 
 def present(done: dict, failed: dict) -> dict:
@@ -127,12 +137,7 @@ def cosine_table(records: list) -> str:
     cos(update_l, BP gradient_l) for every block l, input side first, flagged ``= BP`` when every block is
     at least ``COS_BP``: such an update is backprop's direction, not evidence for PC."""
     rows = []
-    for r in records:
-        m = ROW.match(r.name or "")
-        if (not m or m["algo"].startswith("bp_se") or r.status != "complete" or r.seed != 0 or not r.epochs
-                or "cosine_bp" not in (r.epochs[-1].get("diagnostics") or {})):
-            continue
-        cos = r.epochs[-1]["diagnostics"]["cosine_bp"]
+    for m, r, cos in last_cosines(records):
         rows.append(((DATASETS.index(m["ds"]), MODELS.index(m["model"]), int(m["ep"] or 0), list(ALGOS).index(m["algo"])),
                      f"| {m['ds']} | {m['model'].upper()} | {len(r.epochs)} | {ALGOS[m['algo']]} | "
                      f"{100 * strict_accuracy(r)[0]:.2f} | {' '.join(f'{c:.2f}' for c in cos)} | "

@@ -22,6 +22,7 @@ import pytest
 import pcjax as pj
 from pcjax.models.aux_chain import ChainCarry, ChainClose, ChainOpen, split
 from pcjax.network_energy import EnergySpec
+from test_aux_neurons import first_error_steps  # the same PC inference probe as the ResNet's
 
 KEY = jax.random.PRNGKey(0)
 SHAPE = (32, 32, 3)
@@ -103,28 +104,6 @@ def test_zero_auxiliary_errors_give_the_plain_energy_at_any_main_values(nets, x)
     ea, terms_a = aux.energy(x, tuple(aux_values(plain, values, skip_value)), SPEC)
     np.testing.assert_allclose(ea, ep, rtol=1e-5)
     np.testing.assert_allclose(terms_a.error_norm, terms_p.error_norm, rtol=1e-4)
-
-
-def first_error_steps(net: pj.Network, x: jax.Array, y: jax.Array, T: int, lr: float = 0.5) -> list[int | None]:
-    """PC inference (SGD on z_1..z_{L-1}, output clamped to y) from the feed-forward values: for every
-    node l, the first step after which its prediction error ||z_l - mu_l|| is nonzero (None: never)."""
-
-    @eqx.filter_jit
-    def run(net, x, y):
-        free = net.feedforward(x)[:-1]
-
-        def energy(free):
-            return net.energy(x, (*free, y), SPEC)[0].sum()
-
-        def step(free, _):
-            grads = jax.grad(energy)(free)
-            free = tuple(z - lr * g for z, g in zip(free, grads))
-            return free, net.energy(x, (*free, y), SPEC)[1].error_norm
-
-        return jax.lax.scan(step, free, None, length=T)[1]
-
-    norms = np.asarray(run(net, x, y))  # (T, L)
-    return [next((t + 1 for t in range(T) if norms[t, l] > 1e-6), None) for l in range(net.num_nodes)]
 
 
 def test_the_skip_error_reaches_its_source_with_the_main_path(nets, x):

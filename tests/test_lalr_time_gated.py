@@ -18,6 +18,7 @@ import pytest
 import pcjax as pj
 from pcjax.diagnostics import layer_diagnostics
 from pcjax.lalr import TimeGated
+from test_backprop_equivalence import _f64
 
 
 @pytest.mark.parametrize("L", [1, 4, 7])
@@ -157,8 +158,7 @@ def test_spiking_gate_with_forward_update_is_backprop_scaled_per_block(model_nam
     gradient times (1 - eta) eta^{L-l} (1 for the output block), for any nonlinearity: cos 1 at every
     block and those size ratios. On VGG-9 this needs the long skip on auxiliary neurons (a skip edge
     would move node 3 early)."""
-    jax.config.update("jax_enable_x64", True)
-    try:
+    with jax.enable_x64(True):
         eta = 0.7
         key = jax.random.PRNGKey(0)
         if model_name == "mlp":
@@ -175,8 +175,7 @@ def test_spiking_gate_with_forward_update_is_backprop_scaled_per_block(model_nam
                                  lalr=TimeGated(mode="S", alpha=0.0), update=pj.ForwardUpdate()), pj.WeightOptim(), 10)
 
         def diagnose(model):
-            model = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx_is_float(a) else a, model)
-            d = layer_diagnostics(algo, algo.init(model), x, y)
+            d = layer_diagnostics(algo, algo.init(_f64(model)), x, y)
             return np.asarray(d["cosine_bp"]), np.asarray(d["update_norm"]) / np.asarray(d["bp_grad_norm"])
 
         L = model.num_nodes
@@ -188,9 +187,3 @@ def test_spiking_gate_with_forward_update_is_backprop_scaled_per_block(model_nam
             cos_edge, _ = diagnose(pj.build_model("vgg9", (16, 16, 3), 4, key=key, width_multiplier=1 / 16,
                                                   skip="long"))
             assert cos_edge[:3].min() < 0.99 and np.allclose(cos_edge[3:], 1.0, atol=1e-9)
-    finally:
-        jax.config.update("jax_enable_x64", False)
-
-
-def eqx_is_float(a) -> bool:
-    return isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating)

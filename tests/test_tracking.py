@@ -84,31 +84,43 @@ def test_make_tracker_names_and_errors() -> None:
         WandbTracker(mode="cloud")
 
 
-def test_wandb_offline_writes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb in offline mode with every directory it writes under ``tmp_path`` and no API key."""
     pytest.importorskip("wandb")
     for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wb"),
                        "WANDB_CACHE_DIR": str(tmp_path / "wb"), "WANDB_CONFIG_DIR": str(tmp_path / "wb"),
                        "WANDB_DATA_DIR": str(tmp_path / "wb")}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def items(updates) -> dict:
+    """A wandb record's items (history, config or summary updates) as {key: value}."""
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in updates}
+
+
+def finished_run_records(run_dir: Path) -> list:
+    """The records of the one offline run under ``run_dir/wandb``. wandb's service process may still be
+    flushing the transaction log after ``finish`` returns: wait (bounded) for the exit record."""
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    (log,) = offline.glob("*.wandb")
+    deadline = time.monotonic() + 60.0
+    records = read_wandb_records(log)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = read_wandb_records(log)
+    return records
+
+
+def test_wandb_offline_writes_run(tmp_path: Path, offline_wandb: None) -> None:
     run_dir = tmp_path / "run"
     tracker = make_tracker(["wandb"], project="pcjax-test")
     tracker.start({"model": {"width": 128}, "lr": 0.01}, run_dir)
     tracker.log({"train_loss": 0.5, "energy": [1.5, 2.5]}, step=1)
     tracker.log({"train_loss": 0.25, "energy": [1.0, 2.0]}, step=2)
     tracker.finish({"test_acc": 0.97})
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    (log,) = offline.glob("*.wandb")
-    # wandb's service process may still be flushing the transaction log after ``finish`` returns;
-    # wait (bounded) for the exit record that closes the run.
-    deadline = time.monotonic() + 60.0
-    records = read_wandb_records(log)
-    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        records = read_wandb_records(log)
-
-    def items(updates) -> dict:
-        return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in updates}
+    records = finished_run_records(run_dir)
 
     by_type: dict[str, list] = {}
     for r in records:
@@ -125,15 +137,9 @@ def test_wandb_offline_writes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert summary["test_acc"] == 0.97
 
 
-def test_wandb_runs_at_once_each_log_to_their_own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_runs_at_once_each_log_to_their_own_run(tmp_path: Path, offline_wandb: None) -> None:
     """``trainer.replicas`` keeps one wandb run per replica open at once: starting the second must not
     finish the first (it did with ``reinit="finish_previous"``: the first run's next log raised)."""
-    pytest.importorskip("wandb")
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wb"),
-                       "WANDB_CACHE_DIR": str(tmp_path / "wb"), "WANDB_CONFIG_DIR": str(tmp_path / "wb"),
-                       "WANDB_DATA_DIR": str(tmp_path / "wb")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     trackers = [make_tracker(["wandb"], project="pcjax-test") for _ in range(2)]
     for k, tracker in enumerate(trackers):
         tracker.start({"seed": k}, tmp_path / f"seed{k}")
@@ -142,15 +148,8 @@ def test_wandb_runs_at_once_each_log_to_their_own_run(tmp_path: Path, monkeypatc
     for tracker in trackers:
         tracker.finish({"test_acc": 0.9})
     for k in range(2):
-        (offline,) = (tmp_path / f"seed{k}" / "wandb").glob("offline-run-*")
-        (log,) = offline.glob("*.wandb")
-        deadline = time.monotonic() + 60.0
-        records = read_wandb_records(log)
-        while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            records = read_wandb_records(log)
-        losses = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "history"
-                  for item in r.history.item if (item.key or "/".join(item.nested_key)) == "train_loss"]
+        records = finished_run_records(tmp_path / f"seed{k}")
+        losses = [items(r.history.item)["train_loss"] for r in records if r.WhichOneof("record_type") == "history"]
         assert losses == [0.5 + k]
 
 

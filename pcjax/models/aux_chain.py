@@ -72,6 +72,14 @@ class ChainClose(eqx.Module):
         return mu + a.reshape(mu.shape)
 
 
+def refuse_top_down(backward: str) -> None:
+    """Auxiliary neurons take no top-down predictors: ConfigError unless ``backward == "none"``."""
+    if backward != "none":
+        raise ConfigError(f"model.aux_neurons=true takes no top-down predictors (model.backward={backward!r}): "
+                          "its nodes hold a main and an auxiliary half; use model.backward=none and an energy "
+                          "without top-down terms (energy.lam=0)")
+
+
 def with_aux_chain(blocks: Sequence[eqx.Module], skip: tuple[int, int, eqx.Module],
                    node_shapes: Sequence[tuple[int, ...]]) -> list[eqx.Module]:
     """The blocks of the same network with the skip (s, t, S) carried by auxiliary neurons in nodes
@@ -87,4 +95,4 @@ def with_aux_chain(blocks: Sequence[eqx.Module], skip: tuple[int, int, eqx.Modul
     return out
 
 
-__all__ = ["ChainOpen", "ChainCarry", "ChainClose", "split", "with_aux_chain"]
+__all__ = ["ChainOpen", "ChainCarry", "ChainClose", "refuse_top_down", "split", "with_aux_chain"]

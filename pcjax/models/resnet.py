@@ -45,6 +45,7 @@ from ..blocks import Conv, Dense, Identity
 from ..errors import ConfigError, ShapeError
 from ..network import Network
 from ..norm import conv_block
+from .aux_chain import refuse_top_down
 from .topdown import build_network
 from .vgg import channels
 
@@ -188,10 +189,7 @@ def resnet(
 def _aux_network(blocks: Sequence[eqx.Module], skips: Sequence[tuple[int, int, eqx.Module]],
                  input_shape: Sequence[int], backward: str) -> Network:
     """The network of ``with_aux_neurons(blocks, skips)``, without top-down predictors."""
-    if backward != "none":
-        raise ConfigError(f"model.aux_neurons=true takes no top-down predictors (model.backward={backward!r}): "
-                          "its nodes hold a main and an auxiliary half; use model.backward=none and an energy "
-                          "without top-down terms (energy.lam=0)")
+    refuse_top_down(backward)
     return Network(with_aux_neurons(blocks, skips), input_shape)
 
 

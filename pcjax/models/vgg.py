@@ -36,7 +36,7 @@ from ..blocks import Dense
 from ..errors import ConfigError, ShapeError
 from ..network import Network
 from ..norm import conv_block
-from .aux_chain import with_aux_chain
+from .aux_chain import refuse_top_down, with_aux_chain
 from .topdown import build_network
 
 SKIPS = ("none", "long")
@@ -123,11 +123,9 @@ def vgg(
     if aux_neurons:
         if skip != "long":
             raise ConfigError("model.aux_neurons=true carries the long skip: set model.skip=long")
-        if backward != "none":
-            raise ConfigError(f"model.aux_neurons=true takes no top-down predictors (model.backward={backward!r}): "
-                              "use model.backward=none and an energy without top-down terms (energy.lam=0)")
-        shapes = Network(blocks, input_shape, skips=skips).node_shapes
-        return Network(with_aux_chain(blocks, skips[0], shapes), input_shape)
+        refuse_top_down(backward)
+        node_shapes = Network(blocks, input_shape, skips=skips).node_shapes
+        return Network(with_aux_chain(blocks, skips[0], node_shapes), input_shape)
     return build_network(blocks, input_shape, skips=skips, act=act, backward=backward, backward_from=backward_from, key=gkey)
 
 
