@@ -242,6 +242,13 @@ ALM = {"algorithm": {"params": {"rho": 1.0, "dual_lr": 1.0}}}
 for depth in (8, 16, 32, 64, 128):
     for ds in ("mnist", "fashion_mnist"):
         row(f"{ds}_resmlp{depth}_pcalm_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=0.25, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note="PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate 0.25")
+# PC-ALM's 5-epoch rows (the one-epoch rows above, same rates, 5 epochs), beside ePC's and BP's.
+for depth in (32, 64, 128):
+    for ds in ("mnist", "fashion_mnist"):
+        r = copy.deepcopy(ROWS[f"{ds}_resmlp{depth}_pcalm_se"])
+        r["epochs"] = 5
+        r["note"] = "5-epoch budget; " + (r["note"] or "")
+        ROWS[f"{ds}_resmlp{depth}e5_pcalm_se"] = r
 # The published PC-ALM port's setting (Fashion-MNIST, width 32, depth 32, ReLU, one epoch, T = 2L):
 # BP 78.66 / PC 68.13 / PC-ALM 77.75 (secondary summary); weight rates from a grid on the validation split.
 for kind, algo_extra, lr in (("bp-se", {}, 0.01), ("pc-se", {}, 0.01), ("pcalm-se", ALM, 0.01)):
