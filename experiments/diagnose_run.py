@@ -1,0 +1,98 @@
+"""Per-block diagnostics of a finished (or checkpointed) run, read from its latest checkpoint.
+
+For a run trained without ``trainer.diagnostics=true`` (the deep rows skip it for speed), this
+rebuilds the run's dataset, model and algorithm from the configuration in its ``record.json``,
+loads the training state from its ``latest`` checkpoint and reports, on a fixed batch of training
+images (the first ``--batch`` of the run's own training split), each block's weight update against
+backprop's gradient on the same model and batch (``pcjax.diagnostics``):
+
+    cos_l = <Delta theta_l, dL/dtheta_l> / (||Delta theta_l|| ||dL/dtheta_l||),
+    size_l = ||Delta theta_l|| / ||dL/dtheta_l||.
+
+Usage::
+
+    python experiments/diagnose_run.py results/runs/fashion_mnist_resmlp128e5_epcg_se/seed0 \
+        [--batch 64] [--json OUT.json]
+
+Prints one line per block (input -> output) and a summary (min / median cos); ``--json`` also writes
+the numbers, the checkpoint's epoch and the batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
+    """The run's per-block diagnostics at its latest checkpoint: ``{"epoch", "batch", "cosine_bp",
+    "size_ratio", "update_norm", "bp_grad_norm"}`` (lists, input -> output). Raises ``FileNotFoundError``
+    naming what is missing (no record, no checkpoint)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from pcjax.checkpoint import CheckpointManager
+    from pcjax.data import split_validation
+    from pcjax.data.pipeline import normalize
+    from pcjax.diagnostics import layer_diagnostics
+    from pcjax.experiment import _data_and_parts
+
+    run_dir = Path(run_dir)
+    rec_path = run_dir / "record.json"
+    if not rec_path.is_file():
+        raise FileNotFoundError(f"{rec_path} not found: pass a run directory (the one holding record.json, "
+                                "e.g. results/runs/<row>/seed0)")
+    record = json.loads(rec_path.read_text())
+    c = record["config"]
+    t = c["trainer"]
+    data, model, algo = _data_and_parts(c, t["epochs"])
+    state = algo.init(model)
+    statics = eqx.filter(state, eqx.is_array, inverse=True)
+    restored = CheckpointManager(run_dir).restore_latest(eqx.filter(state, eqx.is_array))
+    if restored is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint ('latest' missing): the run must have been trained "
+                                "with trainer.checkpoint=true and its checkpoint files kept")
+    arrays, meta = restored
+    state = eqx.combine(arrays, statics)
+    train, _ = split_validation(data, t["val_fraction"], c["seed"])
+    b = min(int(batch or t["batch_size"]), train.train_x.shape[0])
+    x = normalize(jnp.asarray(train.train_x[:b]), data.mean, data.std)
+    y = jax.nn.one_hot(jnp.asarray(train.train_y[:b]), data.num_classes)
+    loss = c.get("energy", {}).get("output", "gaussian")
+    d = layer_diagnostics(algo, state, x, y, loss if isinstance(loss, str) else "gaussian")
+    size = [u / g if g > 0 else float("nan") for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
+    return {"epoch": int(meta["epoch"]), "batch": b, "cosine_bp": d["cosine_bp"], "size_ratio": size,
+            "update_norm": d["update_norm"], "bp_grad_norm": d["bp_grad_norm"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="a run directory holding record.json and its checkpoints")
+    p.add_argument("--batch", type=int, default=None, help="images in the fixed batch (default: the run's batch size)")
+    p.add_argument("--json", default=None, help="also write the numbers to this file")
+    a = p.parse_args(argv)
+    try:
+        out = diagnose_run(a.run_dir, a.batch)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cos = out["cosine_bp"]
+    print(f"{a.run_dir}: checkpoint after epoch {out['epoch']}, {out['batch']} training images")
+    print("block  cos_to_BP  update/BP_size")
+    for i, (cs, sz) in enumerate(zip(cos, out["size_ratio"]), start=1):
+        print(f"{i:5d}  {cs:9.3f}  {sz:14.3g}")
+    print(f"min cos {min(cos):.3f}, median cos {statistics.median(cos):.3f}, "
+          f"blocks with cos >= 0.99: {sum(c >= 0.99 for c in cos)} of {len(cos)}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
