@@ -33,25 +33,22 @@ def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
     """The run's per-block diagnostics at its latest checkpoint: ``{"epoch", "batch", "cosine_bp",
     "size_ratio", "update_norm", "bp_grad_norm"}`` (lists, input -> output). Raises ``FileNotFoundError``
     naming what is missing (no record, no checkpoint)."""
+    import dataclasses
+
     import equinox as eqx
-    import jax
-    import jax.numpy as jnp
 
     from pcjax.checkpoint import CheckpointManager
     from pcjax.data import split_validation
-    from pcjax.data.pipeline import normalize
-    from pcjax.diagnostics import layer_diagnostics
-    from pcjax.experiment import _data_and_parts
+    from pcjax.experiment import _data_and_parts, trainer_config
+    from pcjax.training import _Compiled, _diagnostics
 
     run_dir = Path(run_dir)
     rec_path = run_dir / "record.json"
     if not rec_path.is_file():
         raise FileNotFoundError(f"{rec_path} not found: pass a run directory (the one holding record.json, "
                                 "e.g. results/runs/<row>/seed0)")
-    record = json.loads(rec_path.read_text())
-    c = record["config"]
-    t = c["trainer"]
-    data, model, algo = _data_and_parts(c, t["epochs"])
+    c = json.loads(rec_path.read_text())["config"]
+    data, model, algo = _data_and_parts(c, c["trainer"]["epochs"])
     state = algo.init(model)
     statics = eqx.filter(state, eqx.is_array, inverse=True)
     restored = CheckpointManager(run_dir).restore_latest(eqx.filter(state, eqx.is_array))
@@ -59,13 +56,13 @@ def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
         raise FileNotFoundError(f"{run_dir} holds no checkpoint ('latest' missing): the run must have been trained "
                                 "with trainer.checkpoint=true and its checkpoint files kept")
     arrays, meta = restored
-    state = eqx.combine(arrays, statics)
-    train, _ = split_validation(data, t["val_fraction"], c["seed"])
-    b = min(int(batch or t["batch_size"]), train.train_x.shape[0])
-    x = normalize(jnp.asarray(train.train_x[:b]), data.mean, data.std)
-    y = jax.nn.one_hot(jnp.asarray(train.train_y[:b]), data.num_classes)
-    loss = c.get("energy", {}).get("output", "gaussian")
-    d = layer_diagnostics(algo, state, x, y, loss if isinstance(loss, str) else "gaussian")
+    cfg = trainer_config(c, algo, run_dir, resume=False)
+    cfg = dataclasses.replace(cfg, batch_size=int(batch or cfg.batch_size))
+    train, _ = split_validation(data, cfg.val_fraction, cfg.seed)
+    # training's own probe: the same batch preparation (crop, normalisation) and output loss
+    diagnose = _diagnostics(algo, _Compiled(algo, data, cfg.augment, data.num_classes), train, data.num_classes, cfg)
+    d = diagnose(eqx.combine(arrays, statics))
+    b = min(cfg.batch_size, train.train_x.shape[0])
     size = [u / g if g > 0 else float("nan") for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
     return {"epoch": int(meta["epoch"]), "batch": b, "cosine_bp": d["cosine_bp"], "size_ratio": size,
             "update_norm": d["update_norm"], "bp_grad_norm": d["bp_grad_norm"]}
