@@ -35,36 +35,21 @@ def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
     naming what is missing (no record, no checkpoint)."""
     import dataclasses
 
-    import equinox as eqx
-
-    from pcjax.checkpoint import CheckpointManager
     from pcjax.data import split_validation
-    from pcjax.experiment import _data_and_parts, trainer_config
+    from pcjax.trained import load_run
     from pcjax.training import _Compiled, _diagnostics
 
-    run_dir = Path(run_dir)
-    rec_path = run_dir / "record.json"
-    if not rec_path.is_file():
-        raise FileNotFoundError(f"{rec_path} not found: pass a run directory (the one holding record.json, "
-                                "e.g. results/runs/<row>/seed0)")
-    c = json.loads(rec_path.read_text())["config"]
-    data, model, algo = _data_and_parts(c, c["trainer"]["epochs"])
-    state = algo.init(model)
-    statics = eqx.filter(state, eqx.is_array, inverse=True)
-    restored = CheckpointManager(run_dir).restore_latest(eqx.filter(state, eqx.is_array))
-    if restored is None:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint ('latest' missing): the run must have been trained "
-                                "with trainer.checkpoint=true and its checkpoint files kept")
-    arrays, meta = restored
-    cfg = trainer_config(c, algo, run_dir, resume=False)
-    cfg = dataclasses.replace(cfg, batch_size=int(batch or cfg.batch_size))
+    run = load_run(run_dir)
+    cfg = dataclasses.replace(run.trainer, batch_size=int(batch or run.trainer.batch_size))
+    data = run.data
     train, _ = split_validation(data, cfg.val_fraction, cfg.seed)
     # training's own probe: the same batch preparation (crop, normalisation) and output loss
-    diagnose = _diagnostics(algo, _Compiled(algo, data, cfg.augment, data.num_classes), train, data.num_classes, cfg)
-    d = diagnose(eqx.combine(arrays, statics))
+    diagnose = _diagnostics(run.algorithm, _Compiled(run.algorithm, data, cfg.augment, data.num_classes), train,
+                            data.num_classes, cfg)
+    d = diagnose(run.state)
     b = min(cfg.batch_size, train.train_x.shape[0])
     size = [u / g if g > 0 else float("nan") for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
-    return {"epoch": int(meta["epoch"]), "batch": b, "cosine_bp": d["cosine_bp"], "size_ratio": size,
+    return {"epoch": run.epoch, "batch": b, "cosine_bp": d["cosine_bp"], "size_ratio": size,
             "update_norm": d["update_norm"], "bp_grad_norm": d["bp_grad_norm"]}
 
 

@@ -16,6 +16,7 @@ from .network import Network, Tied
 from .network_energy import EnergySpec, LayerEnergies, network_energy
 from .optim import WeightOptim
 from .runtime import Runtime, resolve_runtime
+from .trained import RunLoadError, TrainedRun, load_run
 from .training import TrainerConfig, fit
 
 __version__ = "0.1.0"
@@ -29,4 +30,5 @@ __all__ = [
     "ShapeError", "Inference", "LatentOptim", "relax", "make_lalr", "register_lalr", "build_model", "register_model",
     "Network", "Tied", "EnergySpec", "LayerEnergies", "network_energy", "WeightOptim", "Runtime", "resolve_runtime",
     "energies", "lalr", "load_config", "train", "training", "TrainerConfig", "fit",
+    "load_run", "TrainedRun", "RunLoadError",
 ]

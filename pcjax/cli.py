@@ -1,9 +1,10 @@
 """The ``pcjax`` command: ``pcjax train [overrides...]``, ``pcjax table RUNS...``, ``pcjax sync RUNS...``,
-``pcjax bench ...``; and the Python entry points ``load_config`` and ``train``.
+``pcjax eval RUN_DIR``, ``pcjax bench ...``; and the Python entry points ``load_config`` and ``train``.
 
     pcjax train algorithm=epc trainer.epochs=5          # Hydra overrides, configs shipped in the package
     pcjax train -m experiment=mnist_mlp_pc_se seed=0,1,2
     pcjax table multirun/                               # tables and plots beside the runs
+    pcjax eval RUN_DIR [--split test|val|train]         # a trained run's accuracy, from its latest checkpoint
     pcjax sync multirun/                                # upload the offline wandb runs under a folder
     pcjax bench --workload mlp                          # benchmarks.speed (from a repository checkout)
 """
@@ -51,6 +52,31 @@ def offline_runs(paths: list[str]) -> list[Path]:
     return found
 
 
+def eval_main(argv: list[str]) -> int:
+    """``pcjax eval RUN_DIR [--split S]``: load the run at its latest checkpoint (``pcjax.load_run``),
+    recompute its accuracy on the split and print it beside what training recorded for that epoch."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="pcjax eval", description=eval_main.__doc__.split(":", 1)[1].strip())
+    p.add_argument("run_dir", help="a run directory holding record.json and its checkpoints")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    a = p.parse_args(argv)
+    from .trained import RunLoadError, load_run
+
+    try:
+        run = load_run(a.run_dir)
+    except RunLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    acc = run.evaluate(a.split)
+    key = {"test": "test_acc", "val": "val_acc", "train": "train_acc"}[a.split]
+    rec = run.recorded(key)
+    note = "" if rec is None or a.split == "train" else f" (recorded for this epoch: {100 * rec:.2f} %)"
+    print(f"{a.run_dir}: {run.config.get('name') or 'run'} after epoch {run.epoch}, {a.split} accuracy "
+          f"{100 * acc:.2f} %{note}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pcjax`` console command."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -67,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from .tables import main as table_main
 
         return table_main(rest, prog="pcjax table")
+    if cmd == "eval":
+        return eval_main(rest)
     if cmd == "sync":
         runs = offline_runs(rest or ["."])
         if not runs:

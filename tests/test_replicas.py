@@ -101,6 +101,30 @@ def test_each_replica_writes_a_normal_run_record(runs):
     assert not (root / "group" / "record.json").exists() and (root / "group" / "latest").exists()
 
 
+def test_load_run_reads_a_replica_as_its_own_run(runs):
+    """pcjax.load_run on replica k's folder takes row k of the group's checkpoint: it evaluates as the replica's
+    record says, predicts as the separate run with its seed, and still loads when the group folder moved."""
+    root, group, singles = runs
+    for k, single in enumerate(singles):
+        folder = root / "group" / f"seed{SEED + k}"
+        run = pj.load_run(folder)
+        record = json.loads((folder / "record.json").read_text())
+        assert run.epoch == EPOCHS and run.evaluate("test") == pytest.approx(record["epochs"][-1]["test_acc"], abs=1e-7)
+        alone = pj.load_run(root / f"single{k}")
+        x = run.split("test")[0][:32]
+        np.testing.assert_allclose(run.predict(x), alone.predict(x), rtol=1e-4, atol=1e-5)
+    moved = root.parent / (root.name + "_moved")
+    import shutil
+
+    shutil.copytree(root / "group", moved)
+    rec_path = moved / f"seed{SEED + 1}" / "record.json"
+    rec = json.loads(rec_path.read_text())
+    rec["replica"]["group_dir"] = str(root / "gone")  # where the group was trained, no longer there
+    rec_path.write_text(json.dumps(rec))
+    assert pj.load_run(moved / f"seed{SEED + 1}").evaluate("test") == pytest.approx(
+        singles[1]["epochs"][-1]["test_acc"], rel=1e-5)
+
+
 def test_tables_read_replicas_as_seeds(runs):
     root, _, _ = runs
     rows = group_rows(load_records([root / "group"]))
