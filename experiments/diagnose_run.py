@@ -12,7 +12,7 @@ backprop's gradient on the same model and batch (``pcjax.diagnostics``):
 Usage::
 
     python experiments/diagnose_run.py results/runs/fashion_mnist_resmlp128e5_epcg_se/seed0 \
-        [--batch 64] [--json OUT.json]
+        [--batch 64] [--json OUT.json] [--set algorithm.T=128 ...]
 
 Prints one line per block (input -> output) and a summary (min / median cos); ``--json`` also writes
 the numbers, the checkpoint's epoch and the batch size.
@@ -29,17 +29,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
+def diagnose_run(run_dir: str | Path, batch: int | None = None, overrides: dict | None = None) -> dict:
     """The run's per-block diagnostics at its latest checkpoint: ``{"epoch", "batch", "cosine_bp",
     "size_ratio", "update_norm", "bp_grad_norm"}`` (lists, input -> output). Raises ``FileNotFoundError``
-    naming what is missing (no record, no checkpoint)."""
+    naming what is missing (no record, no checkpoint). ``overrides`` (``{"algorithm.T": 128}``) rebuild the
+    algorithm with another setting before the probe (``pcjax.load_run``)."""
     import dataclasses
 
     from pcjax.data import split_validation
     from pcjax.trained import load_run
     from pcjax.training import _Compiled, _diagnostics
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, overrides)
     cfg = dataclasses.replace(run.trainer, batch_size=int(batch or run.trainer.batch_size))
     data = run.data
     train, _ = split_validation(data, cfg.val_fraction, cfg.seed)
@@ -50,7 +51,7 @@ def diagnose_run(run_dir: str | Path, batch: int | None = None) -> dict:
     b = min(cfg.batch_size, train.train_x.shape[0])
     size = [u / g if g > 0 else float("nan") for u, g in zip(d["update_norm"], d["bp_grad_norm"])]
     return {"epoch": run.epoch, "batch": b, "cosine_bp": d["cosine_bp"], "size_ratio": size,
-            "update_norm": d["update_norm"], "bp_grad_norm": d["bp_grad_norm"]}
+            "update_norm": d["update_norm"], "bp_grad_norm": d["bp_grad_norm"], "overrides": dict(overrides or {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +59,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="a run directory holding record.json and its checkpoints")
     p.add_argument("--batch", type=int, default=None, help="images in the fixed batch (default: the run's batch size)")
     p.add_argument("--json", default=None, help="also write the numbers to this file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the run's config before the probe, e.g. --set algorithm.T=128 (repeatable)")
     a = p.parse_args(argv)
+    import yaml
+
+    overrides = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
     try:
-        out = diagnose_run(a.run_dir, a.batch)
+        out = diagnose_run(a.run_dir, a.batch, overrides)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     cos = out["cosine_bp"]
-    print(f"{a.run_dir}: checkpoint after epoch {out['epoch']}, {out['batch']} training images")
+    changed = "".join(f", {k}={v}" for k, v in overrides.items())
+    print(f"{a.run_dir}: checkpoint after epoch {out['epoch']}, {out['batch']} training images{changed}")
     print("block  cos_to_BP  update/BP_size")
     for i, (cs, sz) in enumerate(zip(cos, out["size_ratio"]), start=1):
         print(f"{i:5d}  {cs:9.3f}  {sz:14.3g}")

@@ -14,6 +14,7 @@ compiled evaluation (the same centre crop and normalisation, the same ``eval_ste
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -102,12 +103,27 @@ class TrainedRun:
         return None
 
 
-def load_run(run_dir: str | Path) -> TrainedRun:
+def _set(c: dict, dotted: str, value: Any) -> None:
+    """``c[a][b]... = value`` for ``dotted`` = ``a.b...``; every key but the last must exist."""
+    *path, last = dotted.split(".")
+    node = c
+    for i, key in enumerate(path):
+        if not isinstance(node.get(key), dict):
+            raise RunLoadError(f"override {dotted}: the run's config has no section {'.'.join(path[:i + 1])}")
+        node = node[key]
+    node[last] = value
+
+
+def load_run(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainedRun:
     """Load the run in ``run_dir`` (the folder holding ``record.json`` and the checkpoints, e.g.
     ``results/runs/<row>/seed0`` or a Hydra output folder) at its latest checkpoint; a replica of a
     group trained as one vmapped program (``trainer.replicas=K``) is row ``index`` of its group's
     checkpoint, in ``replica.group_dir`` (or the replica folder's parent, where it normally is). Raises
-    :class:`RunLoadError` naming what is missing and how to get it."""
+    :class:`RunLoadError` naming what is missing and how to get it.
+
+    ``overrides`` (``{"algorithm.T": 128}``) change the run's configuration before the algorithm is
+    rebuilt, e.g. to probe the trained weights with another inference budget; they must leave the
+    training state's structure as it is (the checkpoint is loaded into it)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -128,6 +144,10 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     if not isinstance(c, dict):
         raise RunLoadError(f"{rec_path} holds no config: it was written by a run that stopped before it started "
                            "training; rerun it")
+    if overrides:
+        c = copy.deepcopy(c)
+        for key, value in overrides.items():
+            _set(c, key, value)
     replica = record.get("replica") or {}
     data, model, algo = _data_and_parts(c, c["trainer"]["epochs"])
     state = algo.init(model)

@@ -59,3 +59,21 @@ def test_missing_record_or_checkpoint_is_named(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "diagnose_run.py"), str(tmp_path / "run")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+def test_overrides_rebuild_the_algorithm_on_the_same_weights(tmp_path):
+    """--set algorithm.T=...: the same checkpoint probed with another inference budget. The run's own T gives
+    the recorded numbers; a longer relaxation changes PC's update, and backprop's gradient (the same weights)
+    is unchanged."""
+    record = _train(tmp_path / "run")
+    same = diagnose_run(tmp_path / "run", overrides={"algorithm.T": 2})
+    np.testing.assert_allclose(same["cosine_bp"], record["epochs"][-1]["diagnostics"]["cosine_bp"], rtol=1e-4, atol=1e-7)
+    longer = diagnose_run(tmp_path / "run", overrides={"algorithm.T": 8})
+    assert longer["overrides"] == {"algorithm.T": 8}
+    np.testing.assert_allclose(longer["bp_grad_norm"], same["bp_grad_norm"], rtol=1e-5)
+    assert not np.allclose(longer["update_norm"], same["update_norm"], rtol=1e-3), "T must change PC's update"
+    with pytest.raises(FileNotFoundError, match="no section nosuch"):
+        diagnose_run(tmp_path / "run", overrides={"nosuch.key": 1})
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "diagnose_run.py"), str(tmp_path / "run"),
+                           "--set", "algorithm.T=8"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "algorithm.T=8" in proc.stdout, proc.stderr
