@@ -225,3 +225,51 @@ def test_reusing_the_sweeps_predictions_changes_the_step_by_rounding_only(case):
     dots = [_dots_in_relaxation(pj.EPC(pj.Inference(T=3), pj.EnergySpec(), pj.WeightOptim(), 1, reuse_sweep=r),
                                 plain, xs, ys) for r in (False, True)]
     assert dots == [4 * L - 4, 2 * L - 1], dots
+
+
+def test_nudged_epc_equilibrium_preconditions_the_output_error_and_hidden_precision_recovers_backprop():
+    """Why ePC's update leaves backprop's direction as a network deepens and trains. With the output held at
+    the nudged target t = mu_L - beta (mu_L - y) and hidden terms weighted a (``energy.alpha``), on a linear
+    network E(e) = (a/2) ||e||^2 + (1/2) ||r0 + J e||^2 per sample, with r0 = mu_L - t = beta (mu_L - y)
+    and J the output's Jacobian in the hidden errors, so the relaxed output residual is exactly
+
+        r* = (I + J J^T / a)^{-1} r0:
+
+    backprop's output error seen through a preconditioner that grows with ||J|| (depth, weight size), not a
+    smaller copy of it. As a -> inf the preconditioner goes to I and ePC's weight update / beta to the
+    backprop gradient; at a = 1 it is off."""
+    with jax.enable_x64(True):
+        net = _f64(pj.build_model("mlp", (4,), 3, key=jax.random.PRNGKey(0), width=5, depth=3, act="identity"))
+        x, y = _data(6, 4, 3)
+        L, beta = net.num_nodes, 0.1
+        mus = net.feedforward(x)
+        t = mus[-1] - beta * (mus[-1] - y)
+        zeros = tuple(jnp.zeros_like(m) for m in mus[:-1])
+
+        def output(e):  # mu_L at the swept states z = sweep(e)
+            return net.predict(L, (x,) + sweep(net, x, e))
+
+        # J: one sample's output in its own hidden errors (a linear net: the same for every sample)
+        jac = jax.jacobian(lambda e: output(e)[0])(zeros)
+        J = jnp.concatenate([j[:, 0].reshape(3, -1) for j in jac], axis=1)
+        for a in (1.0, 4.0):
+            spec = pj.EnergySpec(alpha=(a,) * (L - 1) + (1.0,))
+            inf = pj.Inference(T=4000, optim=pj.LatentOptim(lr=0.05))
+            errors, _ = inf.run(lambda e, p: pj.network_energy(net, x, sweep(net, x, e) + (t,), spec, precision=p),
+                                zeros, free_nodes=tuple(range(L - 1)), num_nodes=L)
+            want = jnp.linalg.solve(jnp.eye(3) + J @ J.T / a, (mus[-1] - t).T).T
+            np.testing.assert_allclose(output(errors) - t, want, rtol=1e-7, atol=1e-10)
+
+        # the weight update: cos to backprop's gradient rises to 1 with the hidden precision
+        g_bp = _flat(eqx.filter_grad(lambda m: pj.get_energy("gaussian")(m(x), y).sum())(net))
+        cosines = []
+        for a in (1.0, 10.0, 100.0, 1000.0):
+            spec = pj.EnergySpec(alpha=(a,) * (L - 1) + (1.0,))
+            epc = pj.EPC(pj.Inference(T=3000, optim=pj.LatentOptim(lr=0.5 / a)), spec, _sgd(1.0), 1, beta=beta,
+                         target="nudged")
+            new, _ = epc.train_step(epc.init(net), x, y)
+            g = _flat(net) - _flat(new.model)
+            cosines.append(float(g @ g_bp / (jnp.linalg.norm(g) * jnp.linalg.norm(g_bp))))
+        assert all(b > a for a, b in zip(cosines, cosines[1:])), cosines
+        # measured 1 - cos = 8.7e-3, 1.3e-4, 1.4e-6, 1.4e-8 (falling as 1/a^2) on this 4-block net
+        assert 1 - cosines[0] > 5e-3 and 1 - cosines[-1] < 1e-7, cosines
