@@ -38,15 +38,14 @@ def diagnose_run(run_dir: str | Path, batch: int | None = None, overrides: dict 
 
     from pcjax.data import split_validation
     from pcjax.trained import load_run
-    from pcjax.training import _Compiled, _diagnostics
+    from pcjax.training import _diagnostics
 
     run = load_run(run_dir, overrides)
     cfg = dataclasses.replace(run.trainer, batch_size=int(batch or run.trainer.batch_size))
     data = run.data
     train, _ = split_validation(data, cfg.val_fraction, cfg.seed)
     # training's own probe: the same batch preparation (crop, normalisation) and output loss
-    diagnose = _diagnostics(run.algorithm, _Compiled(run.algorithm, data, cfg.augment, data.num_classes), train,
-                            data.num_classes, cfg)
+    diagnose = _diagnostics(run.algorithm, run.compiled, train, data.num_classes, cfg)
     d = diagnose(run.state)
     b = min(cfg.batch_size, train.train_x.shape[0])
     size = [u / g if g > 0 else float("nan") for u, g in zip(d["update_norm"], d["bp_grad_norm"])]

@@ -69,9 +69,9 @@ def eval_main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     acc = run.evaluate(a.split)
-    key = {"test": "test_acc", "val": "val_acc", "train": "train_acc"}[a.split]
-    rec = run.recorded(key)
-    note = "" if rec is None or a.split == "train" else f" (recorded for this epoch: {100 * rec:.2f} %)"
+    key = {"test": "test_acc", "val": "val_acc"}.get(a.split)  # training's own train_acc is a running mean
+    rec = run.recorded(key) if key else None
+    note = "" if rec is None else f" (recorded for this epoch: {100 * rec:.2f} %)"
     print(f"{a.run_dir}: {run.config.get('name') or 'run'} after epoch {run.epoch}, {a.split} accuracy "
           f"{100 * acc:.2f} %{note}")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,19 @@ class TrainedRun:
     epoch: int
     trainer: Any  # the run's TrainerConfig
 
-    def _compiled(self):
+    @functools.cached_property
+    def compiled(self):
+        """Training's compiled evaluation for this run (``pcjax.training._Compiled``: ``prep_eval``, ``evaluate``)."""
         from .training import _Compiled
 
-        if getattr(self, "_compiled_cache", None) is None:
-            self._compiled_cache = _Compiled(self.algorithm, self.data, self.trainer.augment, self.data.num_classes)
-        return self._compiled_cache
+        return _Compiled(self.algorithm, self.data, self.trainer.augment, self.data.num_classes)
+
+    @functools.cached_property
+    def _predict_fn(self):
+        import equinox as eqx
+
+        prep, step = self.compiled.prep_eval, self.algorithm.eval_step  # built outside the trace
+        return eqx.filter_jit(lambda st, xb: step(st, prep(xb)))
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The images and labels of split ``name``: ``"test"``, ``"val"`` (the run's validation hold-out,
@@ -75,11 +83,7 @@ class TrainedRun:
         if x.shape[1:] != shape:
             raise ValueError(f"predict expects images of shape (N, {', '.join(map(str, shape))}) like the run's "
                              f"dataset ({self.config['dataset']['name']}), got {x.shape}")
-        compiled, bs = self._compiled(), int(batch_size or self.trainer.eval_batch_size)
-        if not hasattr(self, "_predict_fn"):
-            import equinox as eqx
-
-            self._predict_fn = eqx.filter_jit(lambda st, xb: self.algorithm.eval_step(st, compiled.prep_eval(xb)))
+        bs = int(batch_size or self.trainer.eval_batch_size)
         outs = [np.asarray(self._predict_fn(self.state, jnp.asarray(x[i:i + bs]))) for i in range(0, len(x), bs)]
         return np.concatenate(outs) if outs else np.zeros((0, self.data.num_classes), np.float32)
 
@@ -93,7 +97,7 @@ class TrainedRun:
         idx, mask = eval_batches(xs.shape[0], self.trainer.eval_batch_size)
         import jax.numpy as jnp
 
-        return float(self._compiled().evaluate(self.state, jnp.asarray(xs), jnp.asarray(ys), idx, mask))
+        return float(self.compiled.evaluate(self.state, jnp.asarray(xs), jnp.asarray(ys), idx, mask))
 
     def recorded(self, key: str = "test_acc") -> float | None:
         """What training recorded under ``key`` for this checkpoint's epoch (None if absent)."""

@@ -13,13 +13,11 @@ from conftest import ROOT, tiny_config
 import pcjax as pj
 
 
-def _train(run_dir, *, algorithm: str = "pc", checkpoint: bool = True, **trainer) -> dict:
+def _train(run_dir, *, algorithm: str = "pc", checkpoint: bool = True) -> dict:
     c = tiny_config(epochs=2)
     c.algorithm.name = algorithm
     c.model.depth = 2
     c.trainer.checkpoint = checkpoint
-    for k, v in trainer.items():
-        setattr(c.trainer, k, v)
     pj.train(c, run_dir=str(run_dir))
     return json.loads((run_dir / "record.json").read_text())
 
