@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import ROOT
 
 from pcjax.tracking import (
     ConsoleTracker,
@@ -113,13 +118,27 @@ def finished_run_records(run_dir: Path) -> list:
     return records
 
 
+def in_child(code: str, tmp_path: Path) -> None:
+    """Run tracker ``code`` (with ``make_tracker`` and ``tmp_path`` in scope) in a child Python process.
+
+    wandb's client leaves service threads (an asyncio loop, a garbage-collection finaliser) alive in
+    the process for good; a pytest worker that hosted them once died of a segmentation fault later in
+    an unrelated test. The child keeps them out of the test process; its records are read here."""
+    script = f"from pathlib import Path\nfrom pcjax.tracking import make_tracker\ntmp_path = Path({str(tmp_path)!r})\n{code}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_wandb_offline_writes_run(tmp_path: Path, offline_wandb: None) -> None:
     run_dir = tmp_path / "run"
-    tracker = make_tracker(["wandb"], project="pcjax-test")
-    tracker.start({"model": {"width": 128}, "lr": 0.01}, run_dir)
-    tracker.log({"train_loss": 0.5, "energy": [1.5, 2.5]}, step=1)
-    tracker.log({"train_loss": 0.25, "energy": [1.0, 2.0]}, step=2)
-    tracker.finish({"test_acc": 0.97})
+    in_child("""
+tracker = make_tracker(["wandb"], project="pcjax-test")
+tracker.start({"model": {"width": 128}, "lr": 0.01}, tmp_path / "run")
+tracker.log({"train_loss": 0.5, "energy": [1.5, 2.5]}, step=1)
+tracker.log({"train_loss": 0.25, "energy": [1.0, 2.0]}, step=2)
+tracker.finish({"test_acc": 0.97})
+""", tmp_path)
     records = finished_run_records(run_dir)
 
     by_type: dict[str, list] = {}
@@ -140,13 +159,15 @@ def test_wandb_offline_writes_run(tmp_path: Path, offline_wandb: None) -> None:
 def test_wandb_runs_at_once_each_log_to_their_own_run(tmp_path: Path, offline_wandb: None) -> None:
     """``trainer.replicas`` keeps one wandb run per replica open at once: starting the second must not
     finish the first (it did with ``reinit="finish_previous"``: the first run's next log raised)."""
-    trackers = [make_tracker(["wandb"], project="pcjax-test") for _ in range(2)]
-    for k, tracker in enumerate(trackers):
-        tracker.start({"seed": k}, tmp_path / f"seed{k}")
-    for k, tracker in enumerate(trackers):
-        tracker.log({"train_loss": 0.5 + k}, step=1)
-    for tracker in trackers:
-        tracker.finish({"test_acc": 0.9})
+    in_child("""
+trackers = [make_tracker(["wandb"], project="pcjax-test") for _ in range(2)]
+for k, tracker in enumerate(trackers):
+    tracker.start({"seed": k}, tmp_path / f"seed{k}")
+for k, tracker in enumerate(trackers):
+    tracker.log({"train_loss": 0.5 + k}, step=1)
+for tracker in trackers:
+    tracker.finish({"test_acc": 0.9})
+""", tmp_path)
     for k in range(2):
         records = finished_run_records(tmp_path / f"seed{k}")
         losses = [items(r.history.item)["train_loss"] for r in records if r.WhichOneof("record_type") == "history"]
