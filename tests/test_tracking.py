@@ -122,8 +122,9 @@ def in_child(code: str, tmp_path: Path) -> None:
     """Run tracker ``code`` (with ``make_tracker`` and ``tmp_path`` in scope) in a child Python process.
 
     wandb's client leaves service threads (an asyncio loop, a garbage-collection finaliser) alive in
-    the process for good; a pytest worker that hosted them once died of a segmentation fault later in
-    an unrelated test. The child keeps them out of the test process; its records are read here."""
+    the process for good; a pytest worker that hosted them once died of a segmentation fault (the
+    crashing test was not identified). The child keeps them out of the test process; its records are
+    read here."""
     script = f"from pathlib import Path\nfrom pcjax.tracking import make_tracker\ntmp_path = Path({str(tmp_path)!r})\n{code}"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
