@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+NAMED = re.compile(r"worker '[\w-]+' crashed while running")
 START = re.compile(r"^(Fatal Python error: .*|Timeout \(\d+:\d\d:\d\d\)!)")
 OTHER_FRAMES = 4
 
@@ -57,7 +58,7 @@ def compact(block: list[str]) -> list[str]:
 def main(path: str) -> int:
     lines = Path(path).read_text(errors="replace").splitlines()
     reports = crash_reports(lines)
-    named = [line for line in lines if "crashed while running" in line]
+    named = [line for line in lines if NAMED.search(line)]
     if not reports and not named:
         return 0
     print("\n" + "=" * 30 + f" crash reports ({len(reports)}) " + "=" * 30)

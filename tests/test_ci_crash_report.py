@@ -32,7 +32,8 @@ def test_crash_report_reprints_a_segfault_dump(tmp_path):
 
 def test_crash_report_is_silent_on_a_clean_log(tmp_path):
     log = tmp_path / "pytest.log"
-    log.write_text("....  [100%]\n= 3 passed in 1.00s =\n")
+    log.write_text("python -m pytest --only-rerun 'worker .* crashed while running'\n....  [100%]\n"
+                   "= 3 passed in 1.00s =\n")
     out = subprocess.run([sys.executable, str(ROOT / ".ci" / "crash_report.py"), str(log)],
                          capture_output=True, text=True, check=True).stdout
     assert out == ""
