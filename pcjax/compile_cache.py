@@ -3,8 +3,9 @@
 ``trainer.compile_cache``: ``auto`` (default) uses ``$PCJAX_COMPILE_CACHE`` if set, else
 ``$XDG_CACHE_HOME/pcjax/jax-compile`` (``~/.cache/pcjax/jax-compile``); a path uses that folder;
 ``null`` (or ``false``/``off``) leaves the cache off. Every compiled program is cached, however
-quick its compilation (minimum compile time 0). JAX writes each entry atomically (a temporary file
-renamed into place), so sweep jobs running at once share one folder safely. The cache never changes
+quick its compilation (minimum compile time 0). Sweep jobs running at once can share one folder: JAX
+(0.10) writes an entry in place, not atomically, so a job may read one half-written, but entries are
+checksummed (zlib), and JAX turns a damaged read into a warning and a recompile. The cache never changes
 what is computed: a hit loads the program XLA compiled for the same computation and backend.
 
 ``cache_counts()`` counts the cache's hits and misses in this process (JAX's monitoring events); a run
