@@ -15,19 +15,19 @@ from pathlib import Path
 
 NAMED = re.compile(r"worker '[\w-]+' crashed while running")
 START = re.compile(r"^(Fatal Python error: .*|Timeout \(\d+:\d\d:\d\d\)!)")
+# what ends a dump: its extension-module list, the next dump, or pytest's own output resuming
+END = re.compile(START.pattern + r"|^Extension modules:|^\[gw\d+\]|^(PASSED|FAILED|=+ )")
 OTHER_FRAMES = 4
 
 
 def crash_reports(lines: list[str]) -> list[list[str]]:
-    """Each dump in ``lines``: its lines from the start marker up to (not including) its extension-module list."""
+    """Each dump in ``lines``: its lines from the start marker up to (not including) the line that ends it (END)."""
     reports, i = [], 0
     while i < len(lines):
         if START.match(lines[i]):
             block = [lines[i]]
             i += 1
-            while i < len(lines) and not lines[i].startswith("Extension modules:") and not START.match(lines[i]):
-                if re.match(r"^\[gw\d+\]|^(PASSED|FAILED|=+ )", lines[i]):
-                    break
+            while i < len(lines) and not END.match(lines[i]):
                 block.append(lines[i])
                 i += 1
             reports.append(block)
