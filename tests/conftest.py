@@ -6,6 +6,16 @@ os.environ["WANDB_MODE"] = "disabled"  # wandb is a default tracker; the tests t
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
+import atexit
+import shutil
+import tempfile
+
+# Runs started by tests (run_experiment turns JAX's persistent compilation cache on) write their compiled
+# programs to a folder of this test process, removed at exit, never to the user's cache folder.
+_compile_cache = tempfile.mkdtemp(prefix="pcjax-test-jax-compile-")
+os.environ["PCJAX_COMPILE_CACHE"] = _compile_cache
+atexit.register(shutil.rmtree, _compile_cache, ignore_errors=True)
+
 import contextlib
 import sys
 from pathlib import Path

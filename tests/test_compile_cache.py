@@ -26,6 +26,16 @@ def test_cache_folder_choices(monkeypatch, tmp_path):
         assert cache_folder(off) is None
 
 
+def test_runs_started_by_tests_never_write_to_the_users_cache():
+    """conftest points ``auto`` at a folder of the test process, so the suite leaves ~/.cache alone."""
+    import tempfile
+
+    folder = cache_folder("auto")
+    assert folder.is_relative_to(tempfile.gettempdir()) and folder.name.startswith("pcjax-test-jax-compile-")
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    assert not folder.is_relative_to(user)
+
+
 def _run(tmp_path, name, cache):
     out = tmp_path / name
     cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), "dataset=digits", "algorithm=pc", "model.width=32",
