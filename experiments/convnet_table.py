@@ -26,7 +26,7 @@ from pcjax.reporting import load_records, replace_marked_block, strict_accuracy 
 
 ALGOS = {"pc_se": "PC-SE", "pc_se_skip": "PC-SE + skip", "epc_se": "ePC", "epc_se_skip": "ePC + skip",
          "epcg_se": "ePC (nudged, guarded)", "epcg_se_skip": "ePC (nudged, guarded) + skip",
-         "qi_s": "Qi S (FU)", "qi_d": "Qi D (FU)", "qi_s_aux": "Qi S + aux",
+         "qi_s": "Qi S (FU)", "qi_d": "Qi D (FU)", "qi_s_aux": "Qi S + aux", "qi_d_aux": "Qi D + aux",
          "qi_s_skip_aux": "Qi S + skip on aux neurons", "qi_d_skip_aux": "Qi D + skip on aux neurons",
          "bpc_skip_lalr": "bidir + skip + LALR",
          "bp_se": "BP", "bp_se_skip": "BP + skip"}

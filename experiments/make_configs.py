@@ -173,7 +173,8 @@ for ds, vgg, T, ep in (("cifar10", "vgg7", 7, 2), ("cifar10", "vgg9", 9, 2), ("c
 # AdamW 1e-3 / 1e-4) and T = 18 (the number of nodes). ``qi_s``: Qi et al.'s recipe (DeepPCNs, ICML 2026):
 # time-gated S precision (alpha 0.001), forward update (variant fu), latent SGD with Nesterov momentum at
 # their published ResNet-10 example's rate and momentum (0.8, 0.1); ``qi_s_aux`` adds their auxiliary
-# neurons on the skip paths (model.aux_neurons). ePC: Goemaere et al.'s ResNet-18 setting (5 steps, error
+# neurons on the skip paths (model.aux_neurons), ``qi_d_aux`` the same with the D schedule. ePC: Goemaere
+# et al.'s ResNet-18 setting (5 steps, error
 # SGD 0.001 without momentum, output weight 1).
 R18 = {"width_multiplier": 0.25}
 DIAG = {"trainer": {"diagnostics": True}}
@@ -186,6 +187,10 @@ row("cifar10_resnet18q10ke8_bp_se", "cifar10", "resnet18", "bp-se", w_lr=1e-3, w
 row("cifar10_resnet18q10ke8_pc_se", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}, T = 18; the VGG rows' latent SGD 0.0235 / momentum 0.3")
 row("cifar10_resnet18q10ke8_qi_s", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=R18), note=QINOTE)
 row("cifar10_resnet18q10ke8_qi_s_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=dict(R18, aux_neurons=True)), note=QINOTE + "; auxiliary neurons on the skip paths")
+row("cifar10_resnet18q10ke8_qi_d_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8,
+    extra=dict(QI, lalr_params={"mode": "D", "alpha": 0.001, "norm": "qi"}, model=dict(R18, aux_neurons=True)),
+    note=QINOTE.replace("time-gated S precision (alpha 0.001)", "time-gated D precision (alpha 0.001, the official D constant)")
+    + "; auxiliary neurons on the skip paths")
 row("cifar10_resnet18q10ke8_epc_se", "cifar10", "resnet18", "epc-se", T=5, w_lr=1e-3, w_wd=1e-4, x_lr=0.001, x_mom=0.0, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}; ePC as Goemaere et al.'s ResNet-18 (T = 5, error SGD 0.001 without momentum, output weight beta 1)")
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
 # 1/sqrt(D), 1/sqrt(N L), 1/N, no biases, T = depth, batch 64, one epoch, constant Adam lr; the latent
