@@ -5,7 +5,7 @@ Each run is ``python experiments/train.py experiment=ROW seed=S hydra.run.dir=OU
 interrupted run continues from its last checkpoint (``trainer.resume=OUT/ROW/seedS``) the next time.
 
     python experiments/depth_study.py --datasets mnist --depths 8,16,32 --algos epc_se,bp_se --seeds 0,1,2
-    python experiments/depth_study.py --list        # what would run, and what is done
+    python experiments/depth_study.py --list        # each run's status, epochs done, time left
     python experiments/depth_study.py --rows 'mnist_abl64_*'   # any experiment configs, by name pattern
     python experiments/depth_study.py --rows 'mnist_resmlp8_*' --seeds 0,1,2 --replicas   # seeds as one program
 
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pcjax.checkpoint import has_checkpoint  # noqa: E402
+from pcjax.progress import progress_details, run_progress  # noqa: E402
 ALGOS = ("pc_se", "pc_se_lalr", "epc_se", "bpc_skip_lalr", "bp_se")
 
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=None,
                    help="run these experiment configs instead (comma-separated names or patterns, e.g. 'mnist_abl64_*')")
     p.add_argument("--out", default=str(ROOT / "results" / "runs"))
-    p.add_argument("--list", action="store_true", help="only list the runs and their status")
+    p.add_argument("--list", action="store_true", help="only list the runs: status, epochs done, last validation accuracy, s/epoch, time left, what a restart resumes from")
     p.add_argument("--replicas", action="store_true",
                    help="run a row's consecutive seeds as one vmapped program (trainer.replicas=K)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
@@ -96,8 +97,12 @@ def main(argv=None) -> int:
     for row, seed in runs:
         run_dir = Path(a.out) / row / f"seed{seed}"
         st = status(run_dir)
-        if a.list or st in ("complete", "diverged"):  # a diverged run is a result: not rerun
-            print(f"{st or 'not run':>10}  {row} seed {seed}", flush=True)
+        if a.list:
+            p = run_progress(run_dir)
+            print(f"{p.status:>11}  {row} seed {seed}  {progress_details(p)}".rstrip(), flush=True)
+            continue
+        if st in ("complete", "diverged"):  # a diverged run is a result: not rerun
+            print(f"{st:>11}  {row} seed {seed}", flush=True)
             continue
         cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), f"experiment={row}", f"seed={seed}",
                f"hydra.run.dir={run_dir}", "trainer.progress=false", *a.overrides]

@@ -1,10 +1,11 @@
 """The ``pcjax`` command: ``pcjax train [overrides...]``, ``pcjax table RUNS...``, ``pcjax sync RUNS...``,
-``pcjax eval RUN_DIR``, ``pcjax bench ...``; and the Python entry points ``load_config`` and ``train``.
+``pcjax eval RUN_DIR``, ``pcjax status FOLDER...``, ``pcjax bench ...``; and the Python entry points ``load_config`` and ``train``.
 
     pcjax train algorithm=epc trainer.epochs=5          # Hydra overrides, configs shipped in the package
     pcjax train -m experiment=mnist_mlp_pc_se seed=0,1,2
     pcjax table multirun/                               # tables and plots beside the runs
     pcjax eval RUN_DIR [--split test|val|train]         # a trained run's accuracy, from its latest checkpoint
+    pcjax status [FOLDER...]                            # every run under a folder: epochs done, time left
     pcjax sync multirun/                                # upload the offline wandb runs under a folder
     pcjax bench --workload mlp                          # benchmarks.speed (from a repository checkout)
 """
@@ -77,6 +78,37 @@ def eval_main(argv: list[str]) -> int:
     return 0
 
 
+def run_dirs(paths: list[str]) -> list[Path]:
+    """The run directories at or under ``paths``: folders holding a ``record.json``, a run lock or a
+    checkpoint pointer (``latest``), sorted; wandb's own folders and archived earlier runs left out."""
+    found = set()
+    for p in map(Path, paths):
+        for marker in ("record.json", ".lock", "latest"):
+            found.update(q.parent for q in ([p / marker] if (p / marker).is_file() else []) + list(p.rglob(marker)))
+    return sorted(d for d in found if not any(part == "wandb" or part.startswith("previous-") for part in d.parts))
+
+
+def status_main(argv: list[str]) -> int:
+    """``pcjax status [FOLDER...]``: one line per run directory under the folders (default: ``.``):
+    status, epochs done, last validation accuracy, s/epoch, time left, the pid of a live run, and what
+    a restart resumes from (``pcjax.progress``)."""
+    from .progress import progress_details, run_progress
+
+    paths = argv or ["."]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    dirs = run_dirs(paths)
+    if not dirs:
+        print(f"error: no run directories (record.json, .lock or latest) under {' '.join(paths)}", file=sys.stderr)
+        return 2
+    for d in dirs:
+        p = run_progress(d)
+        print(f"{p.status:>11}  {d}  {progress_details(p)}".rstrip())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pcjax`` console command."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -95,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return table_main(rest, prog="pcjax table")
     if cmd == "eval":
         return eval_main(rest)
+    if cmd == "status":
+        return status_main(rest)
     if cmd == "sync":
         runs = offline_runs(rest or ["."])
         if not runs:

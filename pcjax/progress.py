@@ -1,0 +1,141 @@
+"""Where a run directory stands, in one line: its status, epochs done of the planned ones, the last
+validation accuracy, the time per epoch and the time left, whether a live process holds it, and what a
+restart would resume from.
+
+    >>> run_progress("results/runs/mnist_resmlp64e5_pcalm_se/seed0")
+    RunProgress(status='running', epochs_done=1, epochs=5, ...)
+    >>> describe_progress("results/runs/mnist_resmlp64e5_pcalm_se/seed0")
+    '    running  1/5 epochs, val 94.08 %, 1,049 s/epoch, about 1 h 1 min left (pid 14712)'
+
+The time left is (epochs to go) x (mean seconds of the epochs done), less the time since the record was
+last written while the run is live; it is an estimate from the epochs so far, not a promise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runs import LOCK, _pid_alive, read_record
+
+__all__ = ["RunProgress", "run_progress", "describe_progress", "progress_details", "lock_holder"]
+
+
+def lock_holder(run_dir: str | Path) -> dict | None:
+    """The process named in ``run_dir/.lock`` (``{"pid", "host", "started"}``) when it is alive on this
+    host or runs on another host (which cannot be checked from here); None when there is no lock file
+    or its process is gone. Reads the file only: never takes the lock, so a run starting meanwhile is
+    not disturbed."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK).read_text(encoding="utf-8").strip() or "{}")
+    except (OSError, ValueError):
+        return None
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    if not isinstance(pid, int):
+        return None
+    if holder.get("host") not in (None, socket.gethostname()):
+        return holder
+    return holder if _pid_alive(pid) and pid != os.getpid() else None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What :func:`run_progress` reads from a run directory.
+
+    ``status``: ``not run`` (no record, no checkpoint), the record's status (``running``, ``complete``,
+    ``diverged``, ``failed``, ``interrupted``), or ``stopped`` for a record that says ``running`` with
+    no live process holding the directory (killed without a chance to say so). ``within_epoch``:
+    ``(epoch, chunks)`` of a within-epoch checkpoint a restart resumes from. ``seconds_left``: None
+    when no epoch has finished (nothing to estimate from) or the run is not going on."""
+
+    status: str
+    epochs_done: int = 0
+    epochs: int | None = None
+    val_acc: float | None = None
+    seconds_per_epoch: float | None = None
+    seconds_left: float | None = None
+    within_epoch: tuple[int, int] | None = None
+    checkpointed_epochs: int = 0
+    holder: dict | None = None
+
+
+def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgress:
+    """Read ``run_dir``'s record, lock and checkpoints (see :class:`RunProgress`)."""
+    from .experiment import _checkpointed_epochs, _within_epoch
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    holder = lock_holder(run_dir)
+    within, ckpt = _within_epoch(run_dir), _checkpointed_epochs(run_dir)
+    if record is None:
+        status = "running" if holder else ("interrupted" if within or ckpt else "not run")
+        return RunProgress(status, within_epoch=within, checkpointed_epochs=ckpt, holder=holder)
+    status = str(record.get("status") or "unknown")
+    if status == "running" and holder is None:
+        status = "stopped"
+    if status != "running":
+        holder = None
+    done = [e for e in record.get("epochs") or [] if isinstance(e, dict)]
+    trainer = (record.get("config") or {}).get("trainer") or {}
+    epochs = int(trainer["epochs"]) if isinstance(trainer.get("epochs"), int) else None
+    secs = [float(e["seconds"]) for e in done if isinstance(e.get("seconds"), (int, float))]
+    spe = sum(secs) / len(secs) if secs else None
+    left = None
+    if spe is not None and epochs is not None and status in ("running", "stopped", "interrupted"):
+        left = max(epochs - len(done), 0) * spe
+        if status == "running":
+            try:
+                since = (now if now is not None else time.time()) - (run_dir / "record.json").stat().st_mtime
+            except OSError:
+                since = 0.0
+            left = max(left - since, 0.0)
+    val = done[-1].get("val_acc") if done else None
+    return RunProgress(status, len(done), epochs, float(val) if isinstance(val, (int, float)) else None, spe, left,
+                       within if status != "complete" else None, ckpt, holder)
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    if minutes < 1:
+        return "under a minute"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def describe_progress(run_dir: str | Path, *, now: float | None = None) -> str:
+    """One line: ``<status>  <epochs done>/<epochs> epochs, val <acc> %, <s>/epoch, about <time> left``,
+    with the holding pid of a live run and what a restart resumes from (see the module docstring)."""
+    p = run_progress(run_dir, now=now)
+    return f"{p.status:>11}  {progress_details(p)}".rstrip()
+
+
+def progress_details(p: RunProgress) -> str:
+    """:func:`describe_progress`'s line without the status."""
+    parts = []
+    if p.status != "not run" and (p.epochs_done or p.epochs):
+        parts.append(f"{p.epochs_done}/{p.epochs if p.epochs is not None else '?'} epochs")
+    if p.val_acc is not None:
+        parts.append(f"val {100 * p.val_acc:.2f} %")
+    if p.seconds_per_epoch is not None and p.status not in ("complete", "diverged"):
+        parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch")
+    if p.seconds_left is not None and p.status == "running":
+        parts.append(f"about {_duration(p.seconds_left)} left")
+    text = ", ".join(parts)
+    if p.holder:
+        where = f" on {p.holder['host']}" if p.holder.get("host") not in (None, socket.gethostname()) else ""
+        text += f" (pid {p.holder['pid']}{where})"
+    if p.status in ("stopped", "interrupted", "failed"):
+        if p.within_epoch:
+            resume = f"epoch {p.within_epoch[0]}, chunk {p.within_epoch[1]}"
+        elif p.checkpointed_epochs:
+            resume = f"the end of epoch {p.checkpointed_epochs}"
+        else:
+            resume = None
+        text += "; " if text else ""
+        text += (f"resumes from {resume}" + (f" (about {_duration(p.seconds_left)} to go)" if p.seconds_left else "")
+                 if resume else "no checkpoint: starts again")
+    return text
