@@ -124,7 +124,7 @@ def progress_details(p: RunProgress) -> str:
         parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch")
     if p.seconds_left is not None and p.status == "running":
         parts.append(f"about {_duration(p.seconds_left)} left")
-    text = ", ".join(parts)
+    text = ", ".join(parts) or ("no epoch finished yet" if p.status == "running" else "")
     if p.holder:
         where = f" on {p.holder['host']}" if p.holder.get("host") not in (None, socket.gethostname()) else ""
         text += f" (pid {p.holder['pid']}{where})"

@@ -74,6 +74,15 @@ def test_a_record_that_says_running_without_a_live_holder_is_stopped(tmp_path, m
     assert "resumes from the end of epoch 1" in describe_progress(d)
 
 
+def test_a_run_starting_before_its_first_record_is_running(tmp_path, live_pid):
+    d = tmp_path / "run"
+    d.mkdir()
+    _lock(d, live_pid)
+    p = run_progress(d)
+    assert p.status == "running" and p.epochs_done == 0 and p.seconds_left is None
+    assert describe_progress(d).split() == ["running", "no", "epoch", "finished", "yet", "(pid", f"{live_pid})"]
+
+
 def test_a_lock_from_another_host_is_reported_not_judged(tmp_path):
     d = tmp_path / "run"
     _record(d, "running", [10.0])
