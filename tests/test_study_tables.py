@@ -72,6 +72,10 @@ def test_convnet_table_gap_and_target(tmp_path):
     _record(runs, "cifar10_vgg9q10ke8_pc_se", "complete", 0.60, epochs=8)  # the longer-budget VGG-9 row
     _record(runs, "cifar10_vgg9q10ke8_bp_se", "complete", 0.62, epochs=8)
     _record(runs, "cifar10_vgg9q10ke8_qi_s_skip_aux", "complete", 0.615, epochs=8, cos=(1.0, 0.995, 1.0))  # = BP
+    # VGG-7, 8 epochs: the best row is = BP, and a row whose update differs is within the target too
+    _record(runs, "cifar10_vgg7q10ke8_bp_se", "complete", 0.62, epochs=8)
+    _record(runs, "cifar10_vgg7q10ke8_qi_s_skip_aux", "complete", 0.625, epochs=8, cos=(1.0, 1.0, 1.0))  # = BP
+    _record(runs, "cifar10_vgg7q10ke8_pc_se", "complete", 0.615, epochs=8)
     out = tmp_path / "doc.md"
     out.write_text("# intro\n\nkept text\n")
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out),
@@ -82,8 +86,9 @@ def test_convnet_table_gap_and_target(tmp_path):
     assert text.startswith("# intro\n\nkept text\n") and "<!-- convnet-table:start -->" in text
     main, _, cosines = text.partition("Direction of each block")
     rows = {" ".join(line.split(" | ")[1:3]): line for line in main.splitlines() if line.startswith("| cifar10 |")}
-    assert list(rows) == ["VGG5 2", "VGG7 2", "VGG9 2", "VGG9 8"]  # the MLP record is not a convnet row
+    assert list(rows) == ["VGG5 2", "VGG7 2", "VGG7 8", "VGG9 2", "VGG9 8"]  # the MLP record is not a convnet row
     assert rows.pop("VGG9 8").endswith("| -0.50 | -2.00 | met, by a row = BP |")
+    assert rows.pop("VGG7 8").endswith("| +0.50 | -0.50 | met, also without rows = BP |")
     rows = {key.split()[0]: line for key, line in rows.items()}
     assert "| diverged |" in rows["VGG7"] and "55.50 (n=1, 10 s/ep)" in rows["VGG7"]
     assert rows["VGG7"].endswith("| -2.50 | -2.50 | missed |")  # ePC 55.5 vs the better BP (with the skip) 58.0
@@ -93,9 +98,10 @@ def test_convnet_table_gap_and_target(tmp_path):
     assert (tmp_path / "bars.png").stat().st_size > 0 and (tmp_path / "diag.png").stat().st_size > 0
     # the per-block cosine table: every PC-family row with diagnostics, BP rows left out
     cos = [line for line in cosines.splitlines() if line.startswith("| cifar10 |")]
-    assert len(cos) == 6 and not any("| BP" in line for line in cos)
-    flagged = [line for line in cos if line.endswith("| 0.99 | = BP |")]
-    assert len(flagged) == 1 and "Qi S + skip on aux neurons" in flagged[0]
+    assert len(cos) == 8 and not any("| BP" in line for line in cos)
+    flagged = [line for line in cos if line.endswith("| = BP |")]
+    assert len(flagged) == 2 and all("Qi S + skip on aux neurons" in line for line in flagged)
+    assert [line.split(" | ")[-2] for line in flagged] == ["1.00", "0.99"]  # VGG-7, VGG-9
     assert all(line.endswith("| 0.00 | differs |") for line in cos if line not in flagged)
     # regenerating replaces the block instead of appending a second one
     subprocess.run([sys.executable, str(ROOT / "experiments" / "convnet_table.py"), str(runs), "--out", str(out)],
