@@ -96,11 +96,11 @@ def main(argv=None) -> int:
         runs, failed = run_groups(runs, Path(a.out), a.overrides)
     for row, seed in runs:
         run_dir = Path(a.out) / row / f"seed{seed}"
-        st = status(run_dir)
         if a.list:
             p = run_progress(run_dir)
             print(f"{p.status:>11}  {row} seed {seed}  {progress_details(p)}".rstrip(), flush=True)
             continue
+        st = status(run_dir)
         if st in ("complete", "diverged"):  # a diverged run is a result: not rerun
             print(f"{st:>11}  {row} seed {seed}", flush=True)
             continue

@@ -81,11 +81,16 @@ def eval_main(argv: list[str]) -> int:
 def run_dirs(paths: list[str]) -> list[Path]:
     """The run directories at or under ``paths``: folders holding a ``record.json``, a run lock or a
     checkpoint pointer (``latest``), sorted; wandb's own folders and archived earlier runs left out."""
+    import os
+
+    markers = {"record.json", ".lock", "latest"}
     found = set()
-    for p in map(Path, paths):
-        for marker in ("record.json", ".lock", "latest"):
-            found.update(q.parent for q in ([p / marker] if (p / marker).is_file() else []) + list(p.rglob(marker)))
-    return sorted(d for d in found if not any(part == "wandb" or part.startswith("previous-") for part in d.parts))
+    for p in paths:
+        for folder, subdirs, files in os.walk(p):  # one walk, not entering wandb's or archived runs' folders
+            subdirs[:] = [s for s in subdirs if s != "wandb" and not s.startswith("previous-")]
+            if markers.intersection(files):
+                found.add(Path(folder))
+    return sorted(found)
 
 
 def status_main(argv: list[str]) -> int:
