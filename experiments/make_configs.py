@@ -238,8 +238,8 @@ for depth in (8, 16, 32, 64, 128):
     for ds in ("mnist", "fashion_mnist"):
         row(f"{ds}_resmlp{depth}_pcalm_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=0.25, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note="PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate 0.25")
 # Budgets past early learning: the one-epoch rows of BP, the best PC-family variant (ePC, nudged target,
-# guarded error SGD) and PC-ALM at 32, 64 and 128 layers, trained for 5 epochs with the same constant rates.
-for depth in (32, 64, 128):
+# guarded error SGD) and PC-ALM at every depth 8-128, trained for 5 epochs with the same constant rates.
+for depth in (8, 16, 32, 64, 128):
     for ds in ("mnist", "fashion_mnist"):
         for alg in ("epcg_se", "pcalm_se", "bp_se"):
             r = copy.deepcopy(ROWS[f"{ds}_resmlp{depth}_{alg}"])
