@@ -13,14 +13,13 @@ last written while the run is live; it is an estimate from the epochs so far, no
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import LOCK, _pid_alive, read_record
+from .runs import LOCK, _pid_alive, read_lock_holder, read_record
 
 __all__ = ["RunProgress", "run_progress", "describe_progress", "progress_details", "lock_holder"]
 
@@ -30,11 +29,8 @@ def lock_holder(run_dir: str | Path) -> dict | None:
     host or runs on another host (which cannot be checked from here); None when there is no lock file
     or its process is gone. Reads the file only: never takes the lock, so a run starting meanwhile is
     not disturbed."""
-    try:
-        holder = json.loads((Path(run_dir) / LOCK).read_text(encoding="utf-8").strip() or "{}")
-    except (OSError, ValueError):
-        return None
-    pid = holder.get("pid") if isinstance(holder, dict) else None
+    holder = read_lock_holder(Path(run_dir) / LOCK)
+    pid = holder.get("pid")
     if not isinstance(pid, int):
         return None
     if holder.get("host") not in (None, socket.gethostname()):

@@ -122,6 +122,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def read_lock_holder(path: str | Path, *, attempts: int = 1) -> dict:
+    """The holder a lock file names (``{"pid", "host", "started"}``), or ``{}`` when the file is missing,
+    empty or not a JSON object; ``attempts`` reads 10 ms apart, for a lock just taken whose holder has
+    not written its pid yet. Reads only: never takes the lock."""
+    for i in range(attempts):
+        if i:
+            time.sleep(0.01)
+        try:
+            holder = json.loads(Path(path).read_text(encoding="utf-8").strip() or "null")
+        except (OSError, ValueError):
+            continue
+        if isinstance(holder, dict):
+            return holder
+    return {}
+
+
 class RunLock:
     """Exclusive lock on a run directory for the life of one run (``with RunLock(d): ...`` or
     ``acquire()`` / ``release()``). See the module docstring."""
@@ -143,18 +159,7 @@ class RunLock:
         return self._fd is not None
 
     def _holder(self) -> dict:
-        for _ in range(20):  # the holder writes its pid right after locking
-            try:
-                text = self.path.read_text(encoding="utf-8").strip()
-            except OSError:
-                text = ""
-            if text:
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError:
-                    pass
-            time.sleep(0.01)
-        return {}
+        return read_lock_holder(self.path, attempts=20)  # the holder writes its pid right after locking
 
     def _refuse(self, holder: dict) -> RunLockedError:
         who = f"pid {holder.get('pid', '?')}" + (f" on {holder['host']}" if holder.get("host") else "")

@@ -368,3 +368,16 @@ def test_seconds_per_epoch_leaves_out_the_first_epoch_after_a_resume(tmp_path, m
     resumed = run_experiment(c, run_dir=tmp_path)
     assert [r["epoch"] for r in resumed["resumes"]] == [1] and len(resumed["epochs"]) == 3
     assert resumed["summary"]["seconds_per_epoch"] == pytest.approx(resumed["epochs"][2]["seconds"])
+
+
+def test_read_lock_holder_reads_only_a_json_object(tmp_path):
+    from pcjax.runs import read_lock_holder
+
+    lock = tmp_path / ".lock"
+    assert read_lock_holder(lock) == {}  # missing
+    lock.write_text("")
+    assert read_lock_holder(lock, attempts=3) == {}  # empty: retried, then given up
+    lock.write_text("[1, 2]")
+    assert read_lock_holder(lock) == {}  # JSON, but not a holder
+    lock.write_text('{"pid": 12, "host": "h"}\n')
+    assert read_lock_holder(lock) == {"pid": 12, "host": "h"}
