@@ -95,11 +95,12 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
 
 
 def _duration(seconds: float) -> str:
+    """``about 1 h 1 min`` / ``about 7 min`` / ``under a minute``."""
     minutes = int(round(seconds / 60))
     if minutes < 1:
         return "under a minute"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return "about " + (f"{hours} h {minutes} min" if hours else f"{minutes} min")
 
 
 def describe_progress(run_dir: str | Path, *, now: float | None = None) -> str:
@@ -119,7 +120,7 @@ def progress_details(p: RunProgress) -> str:
     if p.seconds_per_epoch is not None and p.status not in ("complete", "diverged"):
         parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch")
     if p.seconds_left is not None and p.status == "running":
-        parts.append(f"about {_duration(p.seconds_left)} left")
+        parts.append(f"{_duration(p.seconds_left)} left")
     text = ", ".join(parts) or ("no epoch finished yet" if p.status == "running" else "")
     if p.holder:
         where = f" on {p.holder['host']}" if p.holder.get("host") not in (None, socket.gethostname()) else ""
@@ -132,6 +133,6 @@ def progress_details(p: RunProgress) -> str:
         else:
             resume = None
         text += "; " if text else ""
-        text += (f"resumes from {resume}" + (f" (about {_duration(p.seconds_left)} to go)" if p.seconds_left else "")
+        text += (f"resumes from {resume}" + (f" ({_duration(p.seconds_left)} to go)" if p.seconds_left else "")
                  if resume else "no checkpoint: starts again")
     return text

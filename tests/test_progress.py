@@ -126,3 +126,11 @@ def test_depth_study_list_shows_progress(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["complete", "mnist_resmlp8_bp_se", "seed", "0", "1/1", "epochs,", "val", "50.00", "%"]
     assert lines[1].split() == ["not", "run", "mnist_resmlp8_bp_se", "seed", "1"]
+
+
+def test_durations_read_as_words():
+    from pcjax.progress import _duration
+
+    assert _duration(20) == "under a minute"  # not "about under a minute"
+    assert _duration(420) == "about 7 min"
+    assert _duration(3660) == "about 1 h 1 min"
