@@ -181,15 +181,19 @@ DIAG = {"trainer": {"diagnostics": True}}
 R18NOTE = "ResNet-18 block: quarter width, first 10,000 training images, 8 epochs"
 QI = dict(VQ10K, **DIAG, lalr="time_gated", lalr_params={"mode": "S", "alpha": 0.001}, algorithm={"variant": "fu"},
           latent={"nesterov": True})
-QINOTE = (f"{R18NOTE}, T = 18; Qi et al.'s recipe: time-gated S precision (alpha 0.001), forward update, latent SGD "
-          "0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate)")
+def qi_note(precision: str = "S precision (alpha 0.001)") -> str:
+    return (f"{R18NOTE}, T = 18; Qi et al.'s recipe: time-gated {precision}, forward update, latent SGD "
+            "0.8 with Nesterov momentum 0.1 (their ResNet-10 example's rate)")
+
+
+QINOTE = qi_note()
 row("cifar10_resnet18q10ke8_bp_se", "cifar10", "resnet18", "bp-se", w_lr=1e-3, w_wd=1e-4, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=R18NOTE)
 row("cifar10_resnet18q10ke8_pc_se", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.0235, x_mom=0.3, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}, T = 18; the VGG rows' latent SGD 0.0235 / momentum 0.3")
 row("cifar10_resnet18q10ke8_qi_s", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=R18), note=QINOTE)
 row("cifar10_resnet18q10ke8_qi_s_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8, extra=dict(QI, model=dict(R18, aux_neurons=True)), note=QINOTE + "; auxiliary neurons on the skip paths")
 row("cifar10_resnet18q10ke8_qi_d_aux", "cifar10", "resnet18", "pc-se", T=18, w_lr=1e-3, w_wd=1e-4, x_lr=0.8, x_mom=0.1, epochs=8,
     extra=dict(QI, lalr_params={"mode": "D", "alpha": 0.001, "norm": "qi"}, model=dict(R18, aux_neurons=True)),
-    note=QINOTE.replace("time-gated S precision (alpha 0.001)", "time-gated D precision (alpha 0.001, the official D constant)")
+    note=qi_note("D precision (alpha 0.001, the official D constant)")
     + "; auxiliary neurons on the skip paths")
 row("cifar10_resnet18q10ke8_epc_se", "cifar10", "resnet18", "epc-se", T=5, w_lr=1e-3, w_wd=1e-4, x_lr=0.001, x_mom=0.0, epochs=8, extra=dict(VQ10K, **DIAG, model=R18), note=f"{R18NOTE}; ePC as Goemaere et al.'s ResNet-18 (T = 5, error SGD 0.001 without momentum, output weight beta 1)")
 # Deep residual MLPs: muPC (Innocenti et al. 2025): pre-activation ResNet, W ~ N(0,1) with multipliers
