@@ -42,9 +42,10 @@ def lock_holder(run_dir: str | Path) -> dict | None:
 class RunProgress:
     """What :func:`run_progress` reads from a run directory.
 
-    ``status``: ``not run`` (no record, no checkpoint), the record's status (``running``, ``complete``,
-    ``diverged``, ``failed``, ``interrupted``), or ``stopped`` for a record that says ``running`` with
-    no live process holding the directory (killed without a chance to say so). ``within_epoch``:
+    ``status``: ``not run`` (no record, no checkpoint, no log), the record's status (``running``,
+    ``complete``, ``diverged``, ``failed``, ``interrupted``), or ``stopped`` for a run killed without a
+    chance to say so: a record that says ``running``, or a log with neither record nor checkpoint, and
+    no live process holding the directory. ``within_epoch``:
     ``(epoch, chunks)`` of a within-epoch checkpoint a restart resumes from. ``seconds_left``: None
     when no epoch has finished (nothing to estimate from) or the run is not going on."""
 
@@ -68,7 +69,8 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
     holder = lock_holder(run_dir)
     within, ckpt = _within_epoch(run_dir), _checkpointed_epochs(run_dir)
     if record is None:
-        status = "running" if holder else ("interrupted" if within or ckpt else "not run")
+        started = (run_dir / "train.log").is_file() or (run_dir / ".hydra").is_dir()
+        status = "running" if holder else ("interrupted" if within or ckpt else "stopped" if started else "not run")
         return RunProgress(status, within_epoch=within, checkpointed_epochs=ckpt, holder=holder)
     status = str(record.get("status") or "unknown")
     if status == "running" and holder is None:

@@ -41,6 +41,14 @@ def test_not_run(tmp_path):
     assert describe_progress(tmp_path / "none").strip() == "not run"
 
 
+def test_a_run_killed_before_its_first_record_is_stopped_not_unrun(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "train.log").write_text("starting\n")
+    assert run_progress(d).status == "stopped"
+    assert describe_progress(d).strip() == "stopped  no checkpoint: starts again"
+
+
 def test_live_run_time_left_is_epochs_to_go_times_mean_epoch_less_time_since_the_record(tmp_path, live_pid):
     d = tmp_path / "run"
     _record(d, "running", [100.0, 200.0], epochs=5, mtime=1_000_000.0)
