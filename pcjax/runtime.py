@@ -81,7 +81,8 @@ DEEP_NODES = 32
 #: From this many nodes on, a dense network on a CPU runs state PC's error front (``Runtime.error_front``):
 #: measured at T = depth (MNIST resmlp, batch 64, 2-core CPU under load) 0.57x the step time at 16
 #: layers, 0.55x at 64, with the front's steps compiled in sqrt(depth) chunks (64 layers: 46 s of
-#: compilation; one body per step took 690 s); ``benchmarks/results/error_front_cpu.md``.
+#: compilation; one body per step took 690 s); PC-ALM at T = 2 x depth 0.60x at 16 layers, 0.68x at 32,
+#: 0.87x at 64; ``benchmarks/results/error_front_cpu.md``.
 FRONT_NODES = 16
 
 

@@ -206,3 +206,38 @@ def test_beta_is_held_in_the_default_float_dtype():
     with jax.enable_x64(True):
         beta = algo.init(_f64(net)).beta
         assert beta.dtype == jnp.float64 and float(beta) == 0.1
+
+
+@pytest.mark.parametrize("T", [40, 12])
+def test_error_front_gives_the_full_relaxation_in_float64(T):
+    """20 layers with skips: the front's steps (states stepped and residuals formed only where the
+    output's error has reached) give the full relaxation's weights, energies and duals to float64
+    rounding, at the paper's budget T = 2L and at T < L (where the weight step skips the far blocks)."""
+    with jax.enable_x64(True):
+        net, x, y = _net_and_batch(act="relu", depth=20)
+        sgd = pj.WeightOptim(name="sgd", lr=0.1, momentum=0.0, schedule="constant")
+        out = {}
+        for front in (False, True):
+            alm = pj.PCALM(pj.Inference(T, pj.LatentOptim("sgd", 0.25)), pj.EnergySpec(), sgd, 10,
+                           runtime=pj.Runtime(error_front=front))
+            schedule, _ = alm.front(net, alm.problem(net, x, y, tuple(net.feedforward(x)), jnp.asarray(1.0)))
+            assert (len(schedule) > 0) == front
+            out[front] = alm.train_step(alm.init(net), x, y, return_relaxation=True)
+        (a, ma, ra), (b, mb, rb) = out[False], out[True]
+        np.testing.assert_allclose(_flat(a.model), _flat(b.model), rtol=1e-12, atol=1e-15)
+        # the full path's hidden energies are ~1e-35 where the front skips them (exactly 0); the others
+        # (~1e-7) agree to a few 1e-12 relative: float64 rounding
+        np.testing.assert_allclose(ma["layer_energy"], mb["layer_energy"], rtol=1e-10, atol=1e-20)
+        for u, v in zip(ra.duals + ra.states, rb.duals + rb.states):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-15)
+        assert float(jnp.abs(mb["layer_energy"][0, :10]).max()) == 0.0  # the first step skipped the low terms
+
+
+def test_auto_runs_pcalm_on_the_error_front_for_deep_dense_networks_on_a_cpu():
+    from pcjax.runtime import FRONT_NODES, resolve_runtime
+
+    net, x, y = _net_and_batch(act="relu", depth=FRONT_NODES, dtype=jnp.float32)
+    alm = pj.PCALM(pj.Inference(8, pj.LatentOptim("sgd", 0.25)), pj.EnergySpec(), pj.WeightOptim(), 10,
+                   runtime=resolve_runtime(net, algorithm="pcalm", backend="cpu"))
+    schedule, _ = alm.front(net, alm.problem(net, x, y, tuple(net.feedforward(x)), jnp.asarray(1.0)))
+    assert len(schedule) == 8

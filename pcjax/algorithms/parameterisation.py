@@ -281,18 +281,33 @@ class ALMRelaxation(NamedTuple):
     infos: StepInfo
 
 
-def residuals(model, x: Array, states: tuple[Array, ...]) -> tuple[Array, ...]:
-    """r_l = z_l - mu_l(z_0..z_{l-1}) for the hidden nodes l = 1..L-1."""
+def residuals(model, x: Array, states: tuple[Array, ...], nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
+    """r_l = z_l - mu_l(z_0..z_{l-1}) for the hidden nodes l = 1..L-1; with ``nodes`` (the error front)
+    only those are computed and the others are returned as 0 (exact where the front has not reached)."""
     values = (x,) + tuple(states)
-    return tuple(z - model.predict(l, values).astype(z.dtype) for l, z in enumerate(states, start=1))
+    keep = None if nodes is None else set(nodes)
+    return tuple(z - model.predict(l, values).astype(z.dtype) if keep is None or l in keep else jnp.zeros_like(z)
+                 for l, z in enumerate(states, start=1))
+
+
+def residual_front(model, active: ActiveSet) -> tuple[int, ...]:
+    """The hidden nodes whose residual can be non-zero once the latents ``active.grads`` have moved
+    (and none outside them: the front's sets only grow): the moved nodes and the nodes they feed
+    (the next node and skip targets). PC-ALM's dual step after an error-front step computes these."""
+    moved = {i + 1 for i in active.grads}
+    fed = {l + 1 for l in moved} | {t for src, t in model.skip_edges if src in moved}
+    return tuple(sorted(l for l in moved | fed | set(active.terms) if l < model.num_nodes))
 
 
 def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tuple[Array, ...], spec: EnergySpec,
-               rho: float, precision: Array | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
+               rho: float, precision: Array | None = None,
+               nodes: Sequence[int] | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
     """Per-sample E_rho = w_L alpha_L phi_out(mu_L, y) + sum_{l<L} w_l alpha_l (rho/2) ||r_l + lambda_l/rho||^2.
 
     ``precision`` (w, shape (L,)) multiplies the per-node weights (an LALR precision schedule);
     the terms report each node's augmented term and the residual norm ||r_l|| (output: ||y - mu_L||).
+    ``nodes`` (the error front): only those hidden terms are computed, the others reported as 0 (they
+    are exactly 0 where the front has not reached: r_l = 0 and lambda_l = 0).
     """
     L = model.num_nodes
     values = (x,) + tuple(states)
@@ -300,7 +315,12 @@ def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tupl
     if precision is not None:
         alpha = alpha * precision
     forward, norms = [], []
+    keep = None if nodes is None else set(nodes)
     for l, (z, lam) in enumerate(zip(states, duals), start=1):
+        if keep is not None and l not in keep:
+            forward.append(jnp.zeros(z.shape[:1], z.dtype))
+            norms.append(jnp.zeros((), jnp.float32))
+            continue
         mu = model.predict(l, values).astype(z.dtype)
         shifted = (z - mu + lam / rho).reshape(z.shape[0], -1)
         forward.append(0.5 * rho * jnp.sum(jnp.square(shifted), axis=1))
@@ -328,6 +348,7 @@ class StatesAndDuals(Parameterisation):
     rho: float = 1.0
     dual_lr: float = 1.0
     label: ClassVar[str] = "pc-alm"
+    front_ok: ClassVar[bool] = True
 
     def __post_init__(self):
         if not (self.rho > 0 and math.isfinite(self.rho)):
@@ -378,18 +399,23 @@ class StatesAndDuals(Parameterisation):
                nodes: Sequence[int] | None = None, dtype=None) -> tuple[Float[Array, "B"], LayerEnergies]:
         """Per-sample E_rho(z, lambda) (``alm_energy``) toward the held output."""
         states, duals = free
-        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights))
+        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights),
+                          nodes)
 
     def weight_energy(self, model, x: Array, free, latents: tuple[Array, ...], goal: Goal, *,
                       precision: Array | None = None, pred=None, nodes=None, dtype=None):
         """E_rho(theta) at the relaxed states and duals (held fixed)."""
         states, duals = jax.lax.stop_gradient(free)
-        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights))
+        return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights),
+                          nodes)
 
     def relax(self, model, x: Array, goal: Goal, problem: Problem, inference: Inference, *, unroll: int | bool = 1,
               schedule: Sequence[ActiveSet] = (), rule: LALRRule | None = None, T: int | None = None):
         """(state step, dual step) x (T - 1), then a final state step; returns ((z, lambda), StepInfo)
-        with lambda the duals the final state step used."""
+        with lambda the duals the final state step used. With ``schedule`` (the error front) the first
+        steps evaluate and step only the active part, and their dual steps compute only the residuals
+        that can be non-zero (``residual_front``); consecutive steps with the same active set run as
+        one scanned body."""
         T = inference.T if T is None else T
         L = model.num_nodes
         optimizer = inference.optim.make()
@@ -397,19 +423,35 @@ class StatesAndDuals(Parameterisation):
         step = dict(T=T, optimizer=optimizer, rule=rule or inference.lalr, free_nodes=problem.free_nodes,
                     num_nodes=L, latent_grad=inference.latent_grad)
 
-        def state_step(z, zstate, lam, t):
-            return latent_step(lambda free, precision: problem.energy_fn((free, lam), precision), z, zstate, t, **step)
+        def state_step(z, zstate, lam, t, active=None):
+            return latent_step(lambda free, precision, nodes=None: problem.energy_fn((free, lam), precision, nodes),
+                               z, zstate, t, active=active, **step)
 
-        def body(carry, t):
+        def body(carry, t, active=None):
             z, zstate, lam = carry
-            z, zstate, info = state_step(z, zstate, lam, t)
-            lam = tuple(a + self.dual_lr * r for a, r in zip(lam, residuals(model, x, z)))
+            z, zstate, info = state_step(z, zstate, lam, t, active)
+            nodes = None if active is None else residual_front(model, active)
+            lam = tuple(a + self.dual_lr * r for a, r in zip(lam, residuals(model, x, z, nodes)))
             return (z, zstate, lam), info
 
-        (z, zstate, lam), infos = jax.lax.scan(body, (states0, optimizer.init(states0), duals0), jnp.arange(T - 1),
-                                               unroll=unroll)
-        z, _, last = state_step(z, zstate, lam, jnp.asarray(T - 1))
-        infos = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), infos, last)
+        carry, chunks = (states0, optimizer.init(states0), duals0), []
+        K, t = min(len(schedule), T - 1), 0
+        while t < K:  # the front's steps: one scanned body per run of equal active sets
+            end = t + 1
+            while end < K and schedule[end] == schedule[t]:
+                end += 1
+            carry, infos = jax.lax.scan(lambda c, s, a=schedule[t]: body(c, s, a), carry, jnp.arange(t, end),
+                                        unroll=unroll)
+            chunks.append(infos)
+            t = end
+        if K < T - 1:
+            carry, infos = jax.lax.scan(body, carry, jnp.arange(K, T - 1), unroll=unroll)
+            chunks.append(infos)
+        z, zstate, lam = carry
+        last_active = schedule[T - 1] if len(schedule) >= T else None
+        z, _, last = state_step(z, zstate, lam, jnp.asarray(T - 1), last_active)
+        chunks.append(jax.tree_util.tree_map(lambda a: a[None], last))
+        infos = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
         return (jax.lax.stop_gradient(z), jax.lax.stop_gradient(lam)), infos
 
     def metrics(self, free) -> dict[str, Array]:
