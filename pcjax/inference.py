@@ -138,6 +138,20 @@ class ActiveSet(NamedTuple):
     grads: tuple[int, ...]
 
 
+def schedule_runs(schedule: Sequence[ActiveSet], K: int) -> tuple[tuple[int, int, ActiveSet], ...]:
+    """The first ``K`` steps of ``schedule`` as maximal runs of equal active sets: ``(start, end, active)``
+    with ``schedule[start:end]`` all equal to ``active``, in order, covering ``0..K-1``. A relaxation runs
+    each as one scanned body (the error front's sets only grow, so a run is a stretch of one set)."""
+    runs, t = [], 0
+    while t < K:
+        end = t + 1
+        while end < K and schedule[end] == schedule[t]:
+            end += 1
+        runs.append((t, end, schedule[t]))
+        t = end
+    return tuple(runs)
+
+
 class StepInfo(NamedTuple):
     """What one inference step saw: per-node mean forward energies, total energy, step scales.
 
@@ -267,23 +281,18 @@ def relax(
     state = optimizer.init(free)
     K = min(len(schedule), T)
     head = []
-    t = 0
-    while t < K:  # a run of steps with the same active set is one scanned body; a lone step is unrolled
-        end = t + 1
-        while end < K and schedule[end] == schedule[t]:
-            end += 1
+    for t, end, active in schedule_runs(schedule, K):  # a run is one scanned body; a lone step is unrolled
         if end - t == 1:
-            free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=schedule[t], **step)
+            free, state, info = latent_step(energy_fn, free, state, jnp.asarray(t), active=active, **step)
             head.append(info)
         else:
-            def run(carry, s, active=schedule[t]):
+            def run(carry, s, active=active):
                 z, st = carry
                 z, st, info = latent_step(energy_fn, z, st, s, active=active, **step)
                 return (z, st), info
 
             (free, state), infos = jax.lax.scan(run, (free, state), jnp.arange(t, end), unroll=unroll)
             head.extend(jax.tree_util.tree_map(lambda a, i=i: a[i], infos) for i in range(end - t))
-        t = end
     if tol is not None:
         return _relax_until(energy_fn, free, state, head, K, step, tol, tol_on, min_steps, unroll)
     if K == T:

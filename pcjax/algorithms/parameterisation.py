@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ..error_front import error_nodes
 from ..errors import ConfigError
-from ..inference import ActiveSet, Inference, StepInfo, latent_step
+from ..inference import ActiveSet, Inference, StepInfo, latent_step, schedule_runs
 from ..lalr import LALRRule
 from ..network_energy import EnergySpec, LayerEnergies, broadcast, error_norm, network_energy
 from ..runtime import Runtime
@@ -294,9 +295,9 @@ def residual_front(model, active: ActiveSet) -> tuple[int, ...]:
     """The hidden nodes whose residual can be non-zero once the latents ``active.grads`` have moved
     (and none outside them: the front's sets only grow): the moved nodes and the nodes they feed
     (the next node and skip targets). PC-ALM's dual step after an error-front step computes these."""
-    moved = {i + 1 for i in active.grads}
-    fed = {l + 1 for l in moved} | {t for src, t in model.skip_edges if src in moved}
-    return tuple(sorted(l for l in moved | fed | set(active.terms) if l < model.num_nodes))
+    L = model.num_nodes
+    front = error_nodes(L, model.skip_edges, {i + 1 for i in active.grads}) | set(active.terms)
+    return tuple(sorted(l for l in front if l < L))
 
 
 def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tuple[Array, ...], spec: EnergySpec,
@@ -435,15 +436,11 @@ class StatesAndDuals(Parameterisation):
             return (z, zstate, lam), info
 
         carry, chunks = (states0, optimizer.init(states0), duals0), []
-        K, t = min(len(schedule), T - 1), 0
-        while t < K:  # the front's steps: one scanned body per run of equal active sets
-            end = t + 1
-            while end < K and schedule[end] == schedule[t]:
-                end += 1
-            carry, infos = jax.lax.scan(lambda c, s, a=schedule[t]: body(c, s, a), carry, jnp.arange(t, end),
+        K = min(len(schedule), T - 1)
+        for t, end, active in schedule_runs(schedule, K):  # the front's steps: one scanned body per run
+            carry, infos = jax.lax.scan(lambda c, s, a=active: body(c, s, a), carry, jnp.arange(t, end),
                                         unroll=unroll)
             chunks.append(infos)
-            t = end
         if K < T - 1:
             carry, infos = jax.lax.scan(body, carry, jnp.arange(K, T - 1), unroll=unroll)
             chunks.append(infos)
