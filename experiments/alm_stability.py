@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SADDLE_TOL = 0.05  # max |r| and |dE/dz| at the point the radius is taken; ReLU kinks stall the search near 1e-3
+
 
 def alm_stability(run_dir: str | Path, rates: list[float], batch: int = 64, saddle_rate: float = 0.05,
                   saddle_steps: int = 4000, iters: int = 400) -> list[dict]:
@@ -66,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
                    help="state rates eta to test")
     p.add_argument("--batch", type=int, default=64, help="training images in the fixed batch")
-    p.add_argument("--saddle-rate", type=float, default=0.05, help="state rate of the saddle search (must be stable)")
-    p.add_argument("--saddle-steps", type=int, default=4000)
+    p.add_argument("--saddle-rate", type=float, default=0.1, help="state rate of the saddle search (must be stable)")
+    p.add_argument("--saddle-steps", type=int, default=20000)
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     a = p.parse_args(argv)
     rows = alm_stability(a.run_dir, a.rates, a.batch, a.saddle_rate, a.saddle_steps)
@@ -77,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         gap = r["saddle_gap"]
         print(f"{r['epoch']:5d}  {gap[0]:10.1e} {gap[1]:10.1e}  " +
               "  ".join(f"{r['radius'][e]:9.4f}" for e in a.rates))
+    far = [r["epoch"] for r in rows if not max(r["saddle_gap"]) <= SADDLE_TOL]
+    if far:
+        print(f"warning: the saddle search did not reach the saddle at epoch(s) {far} (max |r| or |dE/dz| above "
+              f"{SADDLE_TOL:g}): their radii are not the saddle's. Rerun with a smaller --saddle-rate (its radius "
+              "must be below 1) or more --saddle-steps", file=sys.stderr)
     if a.json:
         Path(a.json).write_text(json.dumps({"run_dir": str(a.run_dir), "batch": a.batch, "rows": rows}, indent=1) + "\n")
     return 0

@@ -21,7 +21,7 @@ def _train(run_dir, algorithm: str) -> None:
     run_experiment(c, run_dir=run_dir)
 
 
-def test_each_checkpoint_gets_a_saddle_and_a_radius_per_rate(tmp_path):
+def test_each_checkpoint_gets_a_saddle_and_a_radius_per_rate(tmp_path, capsys):
     _train(tmp_path / "run", "pcalm")
     rows = alm_stability(tmp_path / "run", [0.05, 3.0], batch=16, saddle_rate=0.05, saddle_steps=3000, iters=300)
     assert [r["epoch"] for r in rows] == [1, 2]
@@ -33,6 +33,11 @@ def test_each_checkpoint_gets_a_saddle_and_a_radius_per_rate(tmp_path):
     assert main([str(tmp_path / "run"), "--rates", "0.05", "--batch", "16", "--saddle-steps", "500",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["rows"][0]["epoch"] == 1
+    assert "did not reach the saddle" not in capsys.readouterr().err
+    # an unstable saddle search is named, not reported as the saddle's radius
+    assert main([str(tmp_path / "run"), "--rates", "0.05", "--batch", "16", "--saddle-rate", "3.0",
+                 "--saddle-steps", "200"]) == 0
+    assert "did not reach the saddle at epoch(s) [1, 2]" in capsys.readouterr().err
 
 
 def test_a_run_of_another_algorithm_is_refused_by_name(tmp_path):
