@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--saddle-steps", type=int, default=20000)
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     a = p.parse_args(argv)
-    rows = alm_stability(a.run_dir, a.rates, a.batch, a.saddle_rate, a.saddle_steps)
+    try:
+        rows = alm_stability(a.run_dir, a.rates, a.batch, a.saddle_rate, a.saddle_steps)
+    except FileNotFoundError as err:  # no record or no checkpoint: pcjax.trained.RunLoadError names which
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{a.run_dir}: spectral radius of PC-ALM's (state step, dual step) at the saddle, {a.batch} images")
     print("epoch  saddle max|r| max|dE/dz|  " + "  ".join(f"eta={e:<5g}" for e in a.rates))
     for r in rows:

@@ -44,3 +44,9 @@ def test_a_run_of_another_algorithm_is_refused_by_name(tmp_path):
     _train(tmp_path / "run", "pc")
     with pytest.raises(SystemExit, match="not a PC-ALM run"):
         alm_stability(tmp_path / "run", [0.1], batch=8, saddle_steps=10)
+
+
+def test_a_run_without_a_checkpoint_is_named_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "error:" in capsys.readouterr().err
