@@ -23,15 +23,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SADDLE_TOL = 0.05  # max |r| and |dE/dz| at the point the radius is taken; ReLU kinks stall the search near 1e-3
+SADDLE_RATE, SADDLE_STEPS = 0.1, 20000  # the saddle search: a state rate below every limit measured, and its steps
 
 
-def alm_stability(run_dir: str | Path, rates: list[float], batch: int = 64, saddle_rate: float = 0.05,
-                  saddle_steps: int = 4000, iters: int = 400) -> list[dict]:
+def alm_stability(run_dir: str | Path, rates: list[float], batch: int = 64, saddle_rate: float = SADDLE_RATE,
+                  saddle_steps: int = SADDLE_STEPS, iters: int = 400) -> list[dict]:
     """One entry per checkpoint: ``{"epoch", "saddle_gap": [max|r|, max|dE/dz|], "radius": {eta: rho}}``."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
 
+    from pcjax.algorithms.parameterisation import StatesAndDuals
     from pcjax.algorithms.pc import feedforward
     from pcjax.alm_stability import find_saddle, iteration_map, saddle_gap, spectral_radius
     from pcjax.checkpoint import CheckpointManager, load_checkpoint
@@ -40,8 +42,7 @@ def alm_stability(run_dir: str | Path, rates: list[float], batch: int = 64, sadd
 
     run = load_run(run_dir)
     algo = run.algorithm
-    if getattr(getattr(algo, "config", None), "parameterisation", None) is None or \
-            type(algo.config.parameterisation).__name__ != "StatesAndDuals":
+    if not isinstance(getattr(getattr(algo, "config", None), "parameterisation", None), StatesAndDuals):
         raise SystemExit(f"error: {run_dir} is not a PC-ALM run (algorithm={run.config.get('algorithm')})")
     dual_lr = float(algo.config.parameterisation.dual_lr)
     train, _ = split_validation(run.data, run.trainer.val_fraction, run.trainer.seed)
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
                    help="state rates eta to test")
     p.add_argument("--batch", type=int, default=64, help="training images in the fixed batch")
-    p.add_argument("--saddle-rate", type=float, default=0.1, help="state rate of the saddle search (must be stable)")
-    p.add_argument("--saddle-steps", type=int, default=20000)
+    p.add_argument("--saddle-rate", type=float, default=SADDLE_RATE,
+                   help="state rate of the saddle search (must be stable)")
+    p.add_argument("--saddle-steps", type=int, default=SADDLE_STEPS)
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     a = p.parse_args(argv)
     try:

@@ -25,30 +25,30 @@ from .algorithms.parameterisation import residuals
 Free = Any  # (states, duals): two tuples of (B, width) arrays
 
 
-def iteration_map(problem, model, x, eta: float, dual_lr: float) -> Callable[[Free], Free]:
-    """F_eta(z, lambda) = (z', lambda + alpha r(z')), z' = z - eta dE_rho/dz: one (state step, dual step) of
-    ``StatesAndDuals.relax`` with plain state SGD (constant LALR). ``problem``: the algorithm's
-    ``Problem`` on the batch (``PC.problem``)."""
+def _state_grad(problem, states, duals):
+    """dE_rho/dz at (z, lambda): the gradient of the per-sample energy summed over the batch."""
+    return jax.grad(lambda s: problem.energy_fn((s, tuple(duals)), None)[0].sum())(tuple(states))
 
-    def energy(states, duals):
-        return problem.energy_fn((states, duals), None)[0].sum()
+
+def state_step(problem, eta: float) -> Callable[[Free], Free]:
+    """The relaxation's state step: z - eta dE_rho/dz at fixed lambda (also its final step)."""
 
     def step(free: Free) -> Free:
         states, duals = free
-        g = jax.grad(energy)(tuple(states), tuple(duals))
-        new = tuple(z - eta * gz for z, gz in zip(states, g))
-        return new, tuple(a + dual_lr * r for a, r in zip(duals, residuals(model, x, new)))
+        return tuple(z - eta * g for z, g in zip(states, _state_grad(problem, states, duals))), duals
 
     return step
 
 
-def state_step(problem, eta: float) -> Callable[[Free], Free]:
-    """The final state step of the relaxation: z - eta dE_rho/dz at fixed lambda."""
+def iteration_map(problem, model, x, eta: float, dual_lr: float) -> Callable[[Free], Free]:
+    """F_eta(z, lambda) = (z', lambda + alpha r(z')), z' = z - eta dE_rho/dz: one (state step, dual step) of
+    ``StatesAndDuals.relax`` with plain state SGD (constant LALR). ``problem``: the algorithm's
+    ``Problem`` on the batch (``PC.problem``)."""
+    state = state_step(problem, eta)
 
     def step(free: Free) -> Free:
-        states, duals = free
-        g = jax.grad(lambda s: problem.energy_fn((s, tuple(duals)), None)[0].sum())(tuple(states))
-        return tuple(z - eta * gz for z, gz in zip(states, g)), duals
+        new, duals = state(free)
+        return new, tuple(a + dual_lr * r for a, r in zip(duals, residuals(model, x, new)))
 
     return step
 
@@ -56,7 +56,7 @@ def state_step(problem, eta: float) -> Callable[[Free], Free]:
 def saddle_gap(problem, model, x, free: Free) -> tuple[float, float]:
     """(max |r_l|, max |dE_rho/dz_l|) at ``free``: both 0 at the saddle."""
     states, duals = free
-    g = jax.grad(lambda s: problem.energy_fn((s, tuple(duals)), None)[0].sum())(tuple(states))
+    g = _state_grad(problem, states, duals)
     r = residuals(model, x, tuple(states))
     return (float(max(jnp.abs(a).max() for a in r)), float(max(jnp.abs(a).max() for a in g)))
 
