@@ -21,7 +21,7 @@ from pcjax.reporting import load_records, replace_marked_block, strict_accuracy 
 
 ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "epcg_se": "ePC (nudged, guarded)",
          "bpc_skip_lalr": "bidir + skip + LALR",
-         "pcalm_se": "PC-ALM", "bp_se": "BP"}
+         "pcalm_se": "PC-ALM", "pcalm15_se": "PC-ALM (rate 0.15)", "bp_se": "BP"}
 # ``..._resmlp<depth>_...``: one epoch; ``..._resmlp<depth>e<N>_...``: the same row trained for N epochs
 ROW = re.compile(r"^(?P<ds>mnist|fashion_mnist)_resmlp(?P<depth>\d+)(?:e(?P<ep>\d+))?_(?P<algo>" + "|".join(ALGOS)
                  + r")$")
