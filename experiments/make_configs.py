@@ -238,15 +238,13 @@ for alg in ("epcg_se", "bp_se"):
 # default), rho = dual_lr = 1; Adam without decay. The weight rate comes from a grid on the 32-layer
 # MNIST row's validation split (results/deep_pc.md).
 ALM = {"algorithm": {"params": {"rho": 1.0, "dual_lr": 1.0}}}
-for depth in (8, 16, 32, 64, 128):
-    for ds in ("mnist", "fashion_mnist"):
-        row(f"{ds}_resmlp{depth}_pcalm_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=0.25, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note="PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate 0.25")
-# PC-ALM at state rate 0.15: the rows' 0.25 is past the relaxation's linear stability limit at 8-16 layers
-# (spectral radius 1.1-2.2 at the saddle, `experiments/alm_stability.py`); 0.15 was below 1 at every
-# checkpoint measured and the best of 0.1 / 0.15 / 0.25 in the 32-layer budget probe. Everything else as above.
-for depth in (8, 16, 32, 64, 128):
-    for ds in ("mnist", "fashion_mnist"):
-        row(f"{ds}_resmlp{depth}_pcalm15_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=0.15, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note="PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate 0.15 (stable at the saddle)")
+# The same rows at state rate 0.15 (``..._pcalm15_se``): the rows' 0.25 is past the relaxation's linear
+# stability limit at 8-16 layers (spectral radius 1.1-2.2 at the saddle, `experiments/alm_stability.py`); 0.15
+# was below 1 at every checkpoint measured and the best of 0.1 / 0.15 / 0.25 in the 32-layer budget probe.
+for tag, x_lr, why in (("pcalm", 0.25, ""), ("pcalm15", 0.15, " (stable at the saddle)")):
+    for depth in (8, 16, 32, 64, 128):
+        for ds in ("mnist", "fashion_mnist"):
+            row(f"{ds}_resmlp{depth}_{tag}_se", ds, "resmlp", "pcalm-se", T=2 * depth, act="relu", w_lr=0.01, w_wd=0.0, x_lr=x_lr, x_mom=0.0, epochs=1, w_schedule="constant", batch=64, extra=dict(ALM, model=dict(RES, depth=depth), **LONG_EPOCH.get(depth, {})), note=f"PC-ALM, T = 2 x depth, rho = dual_lr = 1, state rate {x_lr}{why}")
 # Budgets past early learning: the one-epoch rows of BP, the best PC-family variant (ePC, nudged target,
 # guarded error SGD) and PC-ALM at every depth 8-128, trained for 5 epochs with the same constant rates.
 for depth in (8, 16, 32, 64, 128):
