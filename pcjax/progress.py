@@ -8,7 +8,10 @@ restart would resume from.
     '    running  1/5 epochs, val 94.08 %, 1,049 s/epoch, about 1 h 1 min left (pid 14712)'
 
 The time left is (epochs to go) x (mean seconds of the epochs done), less the time since the record was
-last written while the run is live; it is an estimate from the epochs so far, not a promise.
+last written while the run is live; it is an estimate from the epochs so far, not a promise. Before the
+first epoch ends, a within-epoch checkpoint gives the estimate instead: its epoch's seconds so far
+scaled to the whole epoch, ``seconds x chunks_total / chunks_done``, marked ``(est.)``, and the line says
+how far the epoch is (``epoch 1: 7/39 chunks``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,28 @@ class RunProgress:
     within_epoch: tuple[int, int] | None = None
     checkpointed_epochs: int = 0
     holder: dict | None = None
+    chunks_total: int | None = None
+    estimated: bool = False
+
+
+def _partial_meta(run_dir: Path) -> dict:
+    """The within-epoch checkpoint's header meta ({} when there is none or it is unreadable)."""
+    from .checkpoint import PARTIAL_NAME, read_checkpoint_meta
+
+    try:
+        return read_checkpoint_meta(run_dir / PARTIAL_NAME)
+    except Exception:  # noqa: BLE001 - none, or unreadable: the resume names a corrupt one
+        return {}
+
+
+def _chunks_total(meta: dict) -> int | None:
+    """How many chunks the checkpoint's epoch has (``chunks_total``); for a checkpoint written before that
+    field existed, ``trainer.chunks_per_epoch``, its upper bound (an epoch of fewer batches than that
+    has fewer chunks), so the estimate errs long."""
+    if isinstance(meta.get("chunks_total"), int):
+        return meta["chunks_total"]
+    per_epoch = (((meta.get("config") or {}).get("trainer") or {}).get("chunks_per_epoch"))
+    return int(per_epoch) if isinstance(per_epoch, int) else None
 
 
 def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgress:
@@ -68,10 +93,26 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
     record = read_record(run_dir)
     holder = lock_holder(run_dir)
     within, ckpt = _within_epoch(run_dir), _checkpointed_epochs(run_dir)
+    meta = _partial_meta(run_dir) if within else {}
+    total = _chunks_total(meta)
     if record is None:
         started = (run_dir / "train.log").is_file() or (run_dir / ".hydra").is_dir()
         status = "running" if holder else ("interrupted" if within or ckpt else "stopped" if started else "not run")
-        return RunProgress(status, within_epoch=within, checkpointed_epochs=ckpt, holder=holder)
+        spe = left = epochs = None
+        seconds, trainer = meta.get("seconds"), (meta.get("config") or {}).get("trainer") or {}
+        if within and total and within[1] and isinstance(seconds, (int, float)) and not ckpt:
+            spe = float(seconds) * total / within[1]
+            epochs = int(trainer["epochs"]) if isinstance(trainer.get("epochs"), int) else None
+            if epochs is not None:
+                left = max(epochs * spe - float(seconds), 0.0)
+                if status == "running":
+                    try:
+                        since = (now if now is not None else time.time()) - (run_dir / "partial.pcjax").stat().st_mtime
+                    except OSError:
+                        since = 0.0
+                    left = max(left - since, 0.0)
+        return RunProgress(status, epochs=epochs, seconds_per_epoch=spe, seconds_left=left, within_epoch=within,
+                           checkpointed_epochs=ckpt, holder=holder, chunks_total=total, estimated=spe is not None)
     status = str(record.get("status") or "unknown")
     if status == "running" and holder is None:
         status = "stopped"
@@ -93,7 +134,7 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
             left = max(left - since, 0.0)
     val = done[-1].get("val_acc") if done else None
     return RunProgress(status, len(done), epochs, float(val) if isinstance(val, (int, float)) else None, spe, left,
-                       within if status != "complete" else None, ckpt, holder)
+                       within if status != "complete" else None, ckpt, holder, total)
 
 
 def _duration(seconds: float) -> str:
@@ -117,10 +158,12 @@ def progress_details(p: RunProgress) -> str:
     parts = []
     if p.status != "not run" and (p.epochs_done or p.epochs):
         parts.append(f"{p.epochs_done}/{p.epochs if p.epochs is not None else '?'} epochs")
+    if p.status == "running" and p.within_epoch and p.chunks_total:
+        parts.append(f"epoch {p.within_epoch[0]}: {p.within_epoch[1]}/{p.chunks_total} chunks")
     if p.val_acc is not None:
         parts.append(f"val {100 * p.val_acc:.2f} %")
     if p.seconds_per_epoch is not None and p.status not in ("complete", "diverged"):
-        parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch")
+        parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch" + (" (est.)" if p.estimated else ""))
     if p.seconds_left is not None and p.status == "running":
         parts.append(f"{_duration(p.seconds_left)} left")
     text = ", ".join(parts) or ("no epoch finished yet" if p.status == "running" else "")

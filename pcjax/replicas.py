@@ -307,12 +307,14 @@ class GroupStore:
                                          replica_epochs=[r["epochs"] for r in records]), epoch)
         self.write_records(records)
 
-    def save_partial(self, state, records: list[dict], epoch: int, chunk: int, metrics: dict, seconds: float) -> None:
+    def save_partial(self, state, records: list[dict], epoch: int, chunk: int, metrics: dict, seconds: float,
+                     chunks_total: int | None = None) -> None:
         """The within-epoch checkpoint (see ``pcjax.training.RunStore.save_partial``), metrics (steps, R, ...)."""
         if self.manager is not None:
             stopped = np.array([r["status"] == "diverged" for r in records])
             self.manager.save_partial(eqx.filter(state, eqx.is_array), metrics,
-                                      self._meta(records, stopped, epoch=epoch, chunk=chunk, seconds=seconds))
+                                      self._meta(records, stopped, epoch=epoch, chunk=chunk, seconds=seconds,
+                                                 chunks_total=chunks_total))
 
     def resume(self, state, records: list[dict], cfgs: list[TrainerConfig]) -> tuple:
         """(state, records, first epoch, partial epoch or None, stopped replicas) from the group's latest
@@ -403,7 +405,8 @@ def fit_replicas(algorithm, models: list, data: ArrayDataset, cfg: TrainerConfig
         resumed = partial if epoch == start_epoch else None
         before = 0.0 if resumed is None else resumed.seconds
         state = _set_beta(state, group.schedules, epoch)
-        saver = None if minutes is None else _PartialSaver(store, records, epoch, minutes, t_epoch, before)
+        saver = None if minutes is None else _PartialSaver(store, records, epoch, minutes, t_epoch, before,
+                                                           layout.n_chunks)
         state, dead, metrics = run_group_epoch(fns, loop, state, dev, plan(epoch), stopped, bar, resumed=resumed,
                                                after_chunk=saver)
         seconds = before + time.perf_counter() - t_epoch

@@ -299,7 +299,8 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         before = 0.0 if resumed is None else resumed.seconds  # seconds of the chunks run before a resume
         if cfg.beta_schedule is not None and hasattr(state, "beta"):
             state = eqx.tree_at(lambda s: s.beta, state, jnp.asarray(cfg.beta_schedule(epoch), jnp.float32))
-        saver = None if minutes is None else _PartialSaver(store, record, epoch, minutes, t_epoch, before)
+        saver = None if minutes is None else _PartialSaver(store, record, epoch, minutes, t_epoch, before,
+                                                           layout.n_chunks)
         state, dead, metrics = run_epoch(compiled, loop, state, dev, plan(base_key, epoch), epoch, bar,
                                          sharding=None if parallel is None else parallel.batch, resumed=resumed,
                                          after_chunk=saver)
@@ -466,13 +467,15 @@ class RunStore:
             record["resumes"][-1]["chunk"] = partial.chunk
         return state, record, epoch, partial
 
-    def save_partial(self, state, record: dict, epoch: int, chunk: int, metrics: dict, seconds: float) -> None:
+    def save_partial(self, state, record: dict, epoch: int, chunk: int, metrics: dict, seconds: float,
+                     chunks_total: int | None = None) -> None:
         """The within-epoch checkpoint: the state after chunk ``chunk - 1`` of ``epoch`` (0-based), the
-        per-step metrics so far and the epoch's seconds so far (writer only)."""
+        per-step metrics so far, the epoch's seconds so far and its number of chunks (writer only)."""
         if self.manager is not None and self.writer:
             self.manager.save_partial(eqx.filter(state, eqx.is_array), metrics,
                                       {**(self.meta.get("checkpoint_meta") or {}), "epoch": epoch, "chunk": chunk,
-                                       "seconds": seconds, "compile_seconds": record["summary"]["compile_seconds"]})
+                                       "chunks_total": chunks_total, "seconds": seconds,
+                                       "compile_seconds": record["summary"]["compile_seconds"]})
 
     def write_record(self, record: dict) -> None:
         """Write ``record.json`` atomically (writer only)."""
@@ -588,16 +591,17 @@ class _PartialSaver:
     since the epoch started or since the last one (0: after every chunk), unless a step has diverged.
     Between saves it does not wait for the device, so chunks stay asynchronously dispatched."""
 
-    def __init__(self, store: RunStore, record: dict, epoch: int, minutes: float, t_epoch: float, before: float):
+    def __init__(self, store: RunStore, record: dict, epoch: int, minutes: float, t_epoch: float, before: float,
+                 chunks_total: int | None = None):
         self.store, self.record, self.epoch, self.minutes = store, record, epoch, minutes
-        self.t_epoch, self.before, self.last = t_epoch, before, t_epoch
+        self.t_epoch, self.before, self.last, self.chunks_total = t_epoch, before, t_epoch, chunks_total
 
     def __call__(self, state, chunk: int, chunks: list[dict], dead) -> None:
         if time.perf_counter() - self.last < 60.0 * self.minutes or bool(dead):
             return
         jax.block_until_ready(state)
         self.store.save_partial(state, self.record, self.epoch, chunk, _concat(chunks),
-                                self.before + time.perf_counter() - self.t_epoch)
+                                self.before + time.perf_counter() - self.t_epoch, self.chunks_total)
         self.last = time.perf_counter()
 
 

@@ -73,8 +73,8 @@ def within_epoch_saves(monkeypatch):
     def arm(stop=lambda epoch, chunk: False) -> list:
         saved: list = []
 
-        def save(self, state, record, epoch, chunk, metrics, seconds):
-            original(self, state, record, epoch, chunk, metrics, seconds)
+        def save(self, state, record, epoch, chunk, metrics, seconds, chunks_total=None):
+            original(self, state, record, epoch, chunk, metrics, seconds, chunks_total)
             saved.append((epoch, chunk))
             if stop(epoch, chunk):
                 raise KeyboardInterrupt

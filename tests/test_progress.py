@@ -142,3 +142,40 @@ def test_durations_read_as_words():
     assert _duration(20) == "under a minute"  # not "about under a minute"
     assert _duration(420) == "about 7 min"
     assert _duration(3660) == "about 1 h 1 min"
+
+
+def _partial(d: Path, epoch: int, chunk: int, seconds: float, chunks_total: int | None, epochs: int = 5) -> None:
+    """A within-epoch checkpoint whose header carries what run_progress reads."""
+    import numpy as np
+
+    from pcjax.checkpoint import CheckpointManager
+
+    meta = {"epoch": epoch, "chunk": chunk, "seconds": seconds, "compile_seconds": 1.0,
+            "config": {"trainer": {"epochs": epochs, "chunks_per_epoch": 40}}}
+    if chunks_total is not None:
+        meta["chunks_total"] = chunks_total
+    CheckpointManager(d).save_partial({"w": np.zeros(2, np.float32)}, {"loss": np.zeros(3, np.float32)}, meta)
+
+
+def test_before_the_first_epoch_ends_the_within_epoch_checkpoint_gives_the_estimate(tmp_path, live_pid):
+    d = tmp_path / "run"
+    d.mkdir()
+    _lock(d, live_pid)
+    _partial(d, 0, 4, 100.0, chunks_total=10)
+    p = run_progress(d, now=(d / "partial.pcjax").stat().st_mtime + 20.0)
+    assert (p.status, p.within_epoch, p.chunks_total, p.estimated) == ("running", (1, 4), 10, True)
+    assert p.seconds_per_epoch == pytest.approx(250.0)  # 100 s for 4 of 10 chunks
+    assert p.seconds_left == pytest.approx(5 * 250.0 - 100.0 - 20.0)
+    line = describe_progress(d, now=(d / "partial.pcjax").stat().st_mtime + 20.0)
+    assert "epoch 1: 4/10 chunks" in line and "250 s/epoch (est.)" in line and "about 19 min left" in line
+
+
+def test_an_older_checkpoint_without_its_chunk_count_falls_back_to_chunks_per_epoch(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "train.log").write_text("starting\n")
+    _partial(d, 0, 8, 100.0, chunks_total=None)
+    p = run_progress(d)
+    assert p.status == "interrupted" and p.chunks_total == 40 and p.seconds_per_epoch == pytest.approx(500.0)
+    assert p.seconds_left == pytest.approx(5 * 500.0 - 100.0)  # not live: nothing subtracted
+    assert describe_progress(d).endswith("resumes from epoch 1, chunk 8 (about 40 min to go)")

@@ -176,8 +176,9 @@ def test_group_resumes_within_an_epoch_exactly(tmp_path, monkeypatch):
     run_experiment(_config(2, **kw), run_dir=tmp_path / "full")
     original = GroupStore.save_partial
 
-    def save_partial(self, state, records, epoch, chunk, metrics, seconds):
-        original(self, state, records, epoch, chunk, metrics, seconds)
+    def save_partial(self, state, records, epoch, chunk, metrics, seconds, chunks_total=None):
+        original(self, state, records, epoch, chunk, metrics, seconds, chunks_total)
+        assert chunks_total == 3
         if (epoch, chunk) == (1, 2):
             raise KeyboardInterrupt
 

@@ -137,6 +137,12 @@ def test_resume_within_the_first_epoch_and_without_within_epoch_checkpoints(tmp_
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "b", 1, **kw)
     assert not (tmp_path / "b" / "latest").exists()  # no epoch finished: only the within-epoch file
+    from pcjax.checkpoint import read_checkpoint_meta
+    from pcjax.progress import run_progress
+
+    meta = read_checkpoint_meta(tmp_path / "b" / "partial.pcjax")
+    assert (meta["epoch"], meta["chunk"], meta["chunks_total"]) == (0, 3, 4)  # what `pcjax status` reads
+    assert run_progress(tmp_path / "b").chunks_total == 4
     within_epoch_saves()
     state, resumed = _fit(tmp_path / "b", 1, resume=True, **kw)
     _same_run(full_state, full, state, resumed)
