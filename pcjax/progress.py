@@ -75,6 +75,17 @@ def _partial_meta(run_dir: Path) -> dict:
         return {}
 
 
+def _planned_epochs(run_dir: Path) -> int | None:
+    """``trainer.epochs`` from the header of the checkpoint ``latest`` names (None when unreadable)."""
+    from .checkpoint import CheckpointManager, read_checkpoint_meta
+
+    try:
+        epochs = read_checkpoint_meta(CheckpointManager(run_dir).latest_path())["config"]["trainer"]["epochs"]
+    except Exception:  # noqa: BLE001 - no or an unreadable checkpoint: the planned epochs stay unknown
+        return None
+    return epochs if isinstance(epochs, int) else None
+
+
 def _chunks_total(meta: dict) -> int | None:
     """How many chunks the checkpoint's epoch has (``chunks_total``); for a checkpoint written before that
     field existed, ``trainer.chunks_per_epoch``, its upper bound (an epoch of fewer batches than that
@@ -111,8 +122,11 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
                     except OSError:
                         since = 0.0
                     left = max(left - since, 0.0)
-        return RunProgress(status, epochs=epochs, seconds_per_epoch=spe, seconds_left=left, within_epoch=within,
-                           checkpointed_epochs=ckpt, holder=holder, chunks_total=total, estimated=spe is not None)
+        if ckpt and epochs is None:  # e.g. a replica group's folder: its records live in its seed folders
+            epochs = _planned_epochs(run_dir)
+        return RunProgress(status, epochs_done=ckpt, epochs=epochs, seconds_per_epoch=spe, seconds_left=left,
+                           within_epoch=within, checkpointed_epochs=ckpt, holder=holder, chunks_total=total,
+                           estimated=spe is not None)
     status = str(record.get("status") or "unknown")
     if status == "running" and holder is None:
         status = "stopped"

@@ -179,3 +179,18 @@ def test_an_older_checkpoint_without_its_chunk_count_falls_back_to_chunks_per_ep
     assert p.status == "interrupted" and p.chunks_total == 40 and p.seconds_per_epoch == pytest.approx(500.0)
     assert p.seconds_left == pytest.approx(5 * 500.0 - 100.0)  # not live: nothing subtracted
     assert describe_progress(d).endswith("resumes from epoch 1, chunk 8 (about 40 min to go)")
+
+
+def test_a_folder_with_checkpoints_but_no_record_counts_its_checkpointed_epochs(tmp_path, live_pid):
+    """A replica group's folder holds the checkpoints; its records live in its seed folders."""
+    import numpy as np
+
+    from pcjax.checkpoint import CheckpointManager
+
+    d = tmp_path / "group"
+    d.mkdir()
+    _lock(d, live_pid)
+    CheckpointManager(d).save({"w": np.zeros(2, np.float32)}, {"epoch": 1, "config": {"trainer": {"epochs": 5}}}, 1)
+    p = run_progress(d)
+    assert (p.status, p.epochs_done, p.epochs) == ("running", 1, 5)
+    assert describe_progress(d).split()[:3] == ["running", "1/5", "epochs"]
