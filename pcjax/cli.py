@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,9 +109,12 @@ def status_main(argv: list[str]) -> int:
     if not dirs:
         print(f"error: no run directories (record.json, .lock or latest) under {' '.join(paths)}", file=sys.stderr)
         return 2
-    for d in dirs:
-        p = run_progress(d)
-        print(f"{p.status:>11}  {d}  {progress_details(p)}".rstrip())
+    try:
+        for d in dirs:
+            p = run_progress(d)
+            print(f"{p.status:>11}  {d}  {progress_details(p)}".rstrip(), flush=True)
+    except BrokenPipeError:  # `pcjax status | head`: the reader has gone; stop quietly, as ls does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -124,6 +124,8 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
                     left = max(left - since, 0.0)
         if ckpt and epochs is None:  # e.g. a replica group's folder: its records live in its seed folders
             epochs = _planned_epochs(run_dir)
+            if not holder and not within and epochs is not None and ckpt >= epochs:
+                status = "complete"  # every planned epoch checkpointed: nothing to resume
         return RunProgress(status, epochs_done=ckpt, epochs=epochs, seconds_per_epoch=spe, seconds_left=left,
                            within_epoch=within, checkpointed_epochs=ckpt, holder=holder, chunks_total=total,
                            estimated=spe is not None)

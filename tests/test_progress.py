@@ -194,3 +194,28 @@ def test_a_folder_with_checkpoints_but_no_record_counts_its_checkpointed_epochs(
     p = run_progress(d)
     assert (p.status, p.epochs_done, p.epochs) == ("running", 1, 5)
     assert describe_progress(d).split()[:3] == ["running", "1/5", "epochs"]
+
+
+def test_a_finished_group_folder_reads_complete(tmp_path):
+    import numpy as np
+
+    from pcjax.checkpoint import CheckpointManager
+
+    d = tmp_path / "group"
+    d.mkdir()
+    (d / "train.log").write_text("done\n")
+    CheckpointManager(d).save({"w": np.zeros(2, np.float32)}, {"epoch": 2, "config": {"trainer": {"epochs": 2}}}, 2)
+    assert describe_progress(d).split() == ["complete", "2/2", "epochs"]
+    e = tmp_path / "unfinished"
+    e.mkdir()
+    (e / "train.log").write_text("stopped\n")
+    CheckpointManager(e).save({"w": np.zeros(2, np.float32)}, {"epoch": 1, "config": {"trainer": {"epochs": 3}}}, 1)
+    assert describe_progress(e).split()[:3] == ["interrupted", "1/3", "epochs;"]  # epoch 1 of 3: resumable
+
+
+def test_pcjax_status_into_a_closed_pipe_stops_quietly(tmp_path):
+    for k in range(50):
+        _record(tmp_path / f"r{k}", "complete", [1.0], epochs=1)
+    proc = subprocess.run(f"{sys.executable} -m pcjax.cli status {tmp_path} | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.count("complete") == 1 and "BrokenPipeError" not in proc.stderr, proc.stderr
