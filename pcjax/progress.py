@@ -96,8 +96,18 @@ def _chunks_total(meta: dict) -> int | None:
     return int(per_epoch) if isinstance(per_epoch, int) else None
 
 
+def _seconds_since(path: Path, now: float | None) -> float:
+    """Seconds since ``path`` was last written (0 when it cannot be read): the part of the time left a
+    live run has already spent since it wrote the numbers the estimate comes from."""
+    try:
+        return (now if now is not None else time.time()) - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgress:
     """Read ``run_dir``'s record, lock and checkpoints (see :class:`RunProgress`)."""
+    from .checkpoint import PARTIAL_NAME
     from .experiment import _checkpointed_epochs, _within_epoch
 
     run_dir = Path(run_dir)
@@ -117,11 +127,7 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
             if epochs is not None:
                 left = max(epochs * spe - float(seconds), 0.0)
                 if status == "running":
-                    try:
-                        since = (now if now is not None else time.time()) - (run_dir / "partial.pcjax").stat().st_mtime
-                    except OSError:
-                        since = 0.0
-                    left = max(left - since, 0.0)
+                    left = max(left - _seconds_since(run_dir / PARTIAL_NAME, now), 0.0)
         if ckpt and epochs is None:  # e.g. a replica group's folder: its records live in its seed folders
             epochs = _planned_epochs(run_dir)
             if not holder and not within and epochs is not None and ckpt >= epochs:
@@ -143,11 +149,7 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
     if spe is not None and epochs is not None and status in ("running", "stopped", "interrupted"):
         left = max(epochs - len(done), 0) * spe
         if status == "running":
-            try:
-                since = (now if now is not None else time.time()) - (run_dir / "record.json").stat().st_mtime
-            except OSError:
-                since = 0.0
-            left = max(left - since, 0.0)
+            left = max(left - _seconds_since(run_dir / "record.json", now), 0.0)
     val = done[-1].get("val_acc") if done else None
     return RunProgress(status, len(done), epochs, float(val) if isinstance(val, (int, float)) else None, spe, left,
                        within if status != "complete" else None, ckpt, holder, total)
