@@ -17,6 +17,11 @@ TOLERANCE: dict[str, float] = {
     # iPC now takes its latent step through the shared ``latent_step`` (gradient of the batch *sum*
     # of energies) instead of B x the gradient of the batch mean: the same number up to rounding.
     "mlp_ipc": 1e-12,
+    # PC-ALM's state steps reuse the predictions its dual steps formed (``held_prediction``) instead of
+    # computing them again inside the energy: the same numbers, computed in another compiled graph
+    # (1 ulp apart in float64).
+    "resmlp_pcalm": 1e-12,
+    "mlp_pcalm_rho2": 1e-12,
 }
 
 # Settings recorded while the training state held beta in float32 (beta = 0.2 was 0.2 + 3e-9): they

@@ -241,3 +241,47 @@ def test_auto_runs_pcalm_on_the_error_front_for_deep_dense_networks_on_a_cpu():
                    runtime=resolve_runtime(net, algorithm="pcalm", backend="cpu"))
     schedule, _ = alm.front(net, alm.problem(net, x, y, tuple(net.feedforward(x)), jnp.asarray(1.0)))
     assert len(schedule) == 8
+
+
+def test_held_predictions_give_the_energy_and_state_gradient_of_computed_ones():
+    """The relaxation's state steps reuse the predictions its dual steps formed: E_rho and dE_rho/dz
+    from held predictions equal those that compute mu_l again (float64, skips included), and a
+    weight gradient through a held prediction is refused, not silently zero."""
+    from pcjax.algorithms.parameterisation import predictions_at
+
+    with jax.enable_x64(True):
+        net, x, y = _net_and_batch(depth=5)
+        states = tuple(z + 0.1 * jax.random.normal(jax.random.PRNGKey(i), z.shape, z.dtype)
+                       for i, z in enumerate(net.feedforward(x)[:-1]))
+        duals = tuple(0.3 * jax.random.normal(jax.random.PRNGKey(10 + i), z.shape, z.dtype)
+                      for i, z in enumerate(states))
+        held = predictions_at(net, x, states)
+        spec = pj.EnergySpec()
+
+        def energy(zs, h):
+            return alm_energy(net, x, y, zs, duals, spec, 1.5, held=h)[0].sum()
+
+        e0, g0 = jax.value_and_grad(energy)(states, None)
+        e1, g1 = jax.value_and_grad(energy)(states, held)
+        np.testing.assert_allclose(e1, e0, rtol=1e-14)
+        for a, b in zip(g1, g0):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        assert float(jnp.max(jnp.abs(_flat(g0[0])))) > 0
+        with pytest.raises(RuntimeError, match="cannot be autodifferentiated"):
+            eqx.filter_grad(lambda m: alm_energy(m, x, y, states, duals, spec, 1.5, held=held)[0].sum())(net)
+
+
+def test_predictions_off_the_front_are_kept_and_the_front_and_output_computed():
+    from pcjax.algorithms.parameterisation import predictions_at
+
+    net, x, _ = _net_and_batch(depth=5, dtype=jnp.float32)
+    states = net.feedforward(x)[:-1]
+    moved = tuple(z + 1.0 for z in states)
+    previous = predictions_at(net, x, states)
+    got = predictions_at(net, x, moved, previous, nodes=(1, 2))
+    fresh = predictions_at(net, x, moved)
+    for l in (1, 2, net.num_nodes):
+        np.testing.assert_array_equal(got[l - 1], fresh[l - 1])
+    for l in (3, 4):
+        np.testing.assert_array_equal(got[l - 1], previous[l - 1])
+        assert not np.allclose(fresh[l - 1], previous[l - 1])

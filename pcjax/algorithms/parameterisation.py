@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -282,6 +283,43 @@ class ALMRelaxation(NamedTuple):
     infos: StepInfo
 
 
+def sources(model, l: int) -> frozenset[int]:
+    """The nodes node l's prediction reads: l - 1 and the sources of the skip edges into l."""
+    return frozenset({l - 1} | {s for s, t in model.skip_edges if t == l})
+
+
+@eqx.filter_custom_vjp
+def held_prediction(inputs: tuple[Array | None, ...], model, l: int, mu: Array) -> Array:
+    """mu_l(z_{<l}) whose value is already known: returns ``mu`` (computed at these ``inputs``, the node
+    values with every non-source of l as None) and differentiates as mu_l does with respect to the
+    inputs (the vector-Jacobian product of ``model.predict``), without computing the prediction again.
+
+    Only for gradients with respect to node values: differentiating the weights through it raises
+    (equinox refuses a tangent in the non-differentiated arguments), it never gives a silent zero."""
+    return mu
+
+
+@held_prediction.def_fwd
+def _held_prediction_fwd(perturbed, inputs, model, l, mu):
+    return mu, None
+
+
+@held_prediction.def_bwd
+def _held_prediction_bwd(_, cotangent, perturbed, inputs, model, l, mu):
+    _, vjp = jax.vjp(lambda v: model.predict(l, v), inputs)
+    (grads,) = vjp(cotangent)
+    return jax.tree_util.tree_map(lambda g, p: g if p else None, grads, perturbed)
+
+
+def _predict(model, l: int, values: Sequence[Array], held: Sequence[Array] | None) -> Array:
+    """mu_l at ``values``: computed, or with ``held`` (mu_1..mu_L at these values) taken from it and
+    differentiated with respect to the values (``held_prediction``)."""
+    if held is None:
+        return model.predict(l, values)
+    src = sources(model, l)
+    return held_prediction(tuple(v if i in src else None for i, v in enumerate(values[:l])), model, l, held[l - 1])
+
+
 def residuals(model, x: Array, states: tuple[Array, ...], nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
     """r_l = z_l - mu_l(z_0..z_{l-1}) for the hidden nodes l = 1..L-1; with ``nodes`` (the error front)
     only those are computed and the others are returned as 0 (exact where the front has not reached)."""
@@ -289,6 +327,17 @@ def residuals(model, x: Array, states: tuple[Array, ...], nodes: Sequence[int] |
     keep = None if nodes is None else set(nodes)
     return tuple(z - model.predict(l, values).astype(z.dtype) if keep is None or l in keep else jnp.zeros_like(z)
                  for l, z in enumerate(states, start=1))
+
+
+def predictions_at(model, x: Array, states: tuple[Array, ...], previous: Sequence[Array] | None = None,
+                   nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
+    """mu_1..mu_L at node values (x, z_1..z_{L-1}); with ``nodes`` (the error front's residual nodes)
+    only those and the output are computed, the others taken from ``previous`` (their sources have
+    not moved since it was formed)."""
+    values = (x,) + tuple(states)
+    L = model.num_nodes
+    keep = None if nodes is None else set(nodes) | {L}
+    return tuple(model.predict(l, values) if keep is None or l in keep else previous[l - 1] for l in range(1, L + 1))
 
 
 def residual_front(model, active: ActiveSet) -> tuple[int, ...]:
@@ -301,14 +350,17 @@ def residual_front(model, active: ActiveSet) -> tuple[int, ...]:
 
 
 def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tuple[Array, ...], spec: EnergySpec,
-               rho: float, precision: Array | None = None,
-               nodes: Sequence[int] | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
+               rho: float, precision: Array | None = None, nodes: Sequence[int] | None = None,
+               held: Sequence[Array] | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
     """Per-sample E_rho = w_L alpha_L phi_out(mu_L, y) + sum_{l<L} w_l alpha_l (rho/2) ||r_l + lambda_l/rho||^2.
 
     ``precision`` (w, shape (L,)) multiplies the per-node weights (an LALR precision schedule);
     the terms report each node's augmented term and the residual norm ||r_l|| (output: ||y - mu_L||).
     ``nodes`` (the error front): only those hidden terms are computed, the others reported as 0 (they
-    are exactly 0 where the front has not reached: r_l = 0 and lambda_l = 0).
+    are exactly 0 where the front has not reached: r_l = 0 and lambda_l = 0). ``held``: the
+    predictions mu_1..mu_L at these states, already computed (the relaxation's dual step formed
+    them): the energy and its gradient in the states then need no forward pass (``held_prediction``;
+    the weight gradient must be taken without them).
     """
     L = model.num_nodes
     values = (x,) + tuple(states)
@@ -322,11 +374,11 @@ def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tupl
             forward.append(jnp.zeros(z.shape[:1], z.dtype))
             norms.append(jnp.zeros((), jnp.float32))
             continue
-        mu = model.predict(l, values).astype(z.dtype)
+        mu = _predict(model, l, values, held).astype(z.dtype)
         shifted = (z - mu + lam / rho).reshape(z.shape[0], -1)
         forward.append(0.5 * rho * jnp.sum(jnp.square(shifted), axis=1))
         norms.append(error_norm(mu, z))
-    mu_out = model.predict(L, values).astype(y.dtype)
+    mu_out = _predict(model, L, values, held).astype(y.dtype)
     forward.append(spec.term("output")(mu_out, y))
     norms.append(error_norm(mu_out, y))
     total = sum(alpha[i] * f for i, f in enumerate(forward))
@@ -397,11 +449,13 @@ class StatesAndDuals(Parameterisation):
         return tuple(free[0]) + (goal.value,)
 
     def energy(self, model, x: Array, free, goal: Goal, precision: Array | None = None,
-               nodes: Sequence[int] | None = None, dtype=None) -> tuple[Float[Array, "B"], LayerEnergies]:
-        """Per-sample E_rho(z, lambda) (``alm_energy``) toward the held output."""
+               nodes: Sequence[int] | None = None, dtype=None,
+               held: Sequence[Array] | None = None) -> tuple[Float[Array, "B"], LayerEnergies]:
+        """Per-sample E_rho(z, lambda) (``alm_energy``) toward the held output; ``held``: the
+        predictions at these states, already computed (differentiable in the states only)."""
         states, duals = free
         return alm_energy(model, x, goal.value, states, duals, goal.spec, self.rho, _times(precision, goal.weights),
-                          nodes)
+                          nodes, held)
 
     def weight_energy(self, model, x: Array, free, latents: tuple[Array, ...], goal: Goal, *,
                       precision: Array | None = None, pred=None, nodes=None, dtype=None):
@@ -416,7 +470,13 @@ class StatesAndDuals(Parameterisation):
         with lambda the duals the final state step used. With ``schedule`` (the error front) the first
         steps evaluate and step only the active part, and their dual steps compute only the residuals
         that can be non-zero (``residual_front``); consecutive steps with the same active set run as
-        one scanned body."""
+        one scanned body.
+
+        Each dual step forms the predictions mu_l(z) at the new states for its residuals
+        r_l = z_l - mu_l; the next state step is taken at those same states, so it reuses them
+        (``held_prediction``): its energy and gradient need only the backward pass, and one
+        iteration costs one forward and one backward pass instead of two forwards and a backward.
+        """
         T = inference.T if T is None else T
         L = model.num_nodes
         optimizer = inference.optim.make()
@@ -424,18 +484,24 @@ class StatesAndDuals(Parameterisation):
         step = dict(T=T, optimizer=optimizer, rule=rule or inference.lalr, free_nodes=problem.free_nodes,
                     num_nodes=L, latent_grad=inference.latent_grad)
 
-        def state_step(z, zstate, lam, t, active=None):
-            return latent_step(lambda free, precision, nodes=None: problem.energy_fn((free, lam), precision, nodes),
-                               z, zstate, t, active=active, **step)
+        def state_step(z, zstate, lam, held, t, active=None):
+            def energy_fn(free, precision, nodes=None):
+                return self.energy(model, x, (free, lam), goal, precision, nodes, held=held)
+
+            return latent_step(energy_fn, z, zstate, t, active=active, **step)
 
         def body(carry, t, active=None):
-            z, zstate, lam = carry
-            z, zstate, info = state_step(z, zstate, lam, t, active)
+            z, zstate, lam, held = carry
+            z, zstate, info = state_step(z, zstate, lam, held, t, active)
             nodes = None if active is None else residual_front(model, active)
-            lam = tuple(a + self.dual_lr * r for a, r in zip(lam, residuals(model, x, z, nodes)))
-            return (z, zstate, lam), info
+            held = predictions_at(model, x, z, held, nodes)
+            lam = tuple(a if nodes is not None and l not in nodes
+                        else a + self.dual_lr * (zl - held[l - 1].astype(zl.dtype))
+                        for l, (a, zl) in enumerate(zip(lam, z), start=1))
+            return (z, zstate, lam, held), info
 
-        carry, chunks = (states0, optimizer.init(states0), duals0), []
+        held0 = predictions_at(model, x, states0)
+        carry, chunks = (states0, optimizer.init(states0), duals0, held0), []
         K = min(len(schedule), T - 1)
         for t, end, active in schedule_runs(schedule, K):  # the front's steps: one scanned body per run
             carry, infos = jax.lax.scan(lambda c, s, a=active: body(c, s, a), carry, jnp.arange(t, end),
@@ -444,9 +510,9 @@ class StatesAndDuals(Parameterisation):
         if K < T - 1:
             carry, infos = jax.lax.scan(body, carry, jnp.arange(K, T - 1), unroll=unroll)
             chunks.append(infos)
-        z, zstate, lam = carry
+        z, zstate, lam, held = carry
         last_active = schedule[T - 1] if len(schedule) >= T else None
-        z, _, last = state_step(z, zstate, lam, jnp.asarray(T - 1), last_active)
+        z, _, last = state_step(z, zstate, lam, held, jnp.asarray(T - 1), last_active)
         chunks.append(jax.tree_util.tree_map(lambda a: a[None], last))
         infos = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *chunks)
         return (jax.lax.stop_gradient(z), jax.lax.stop_gradient(lam)), infos
