@@ -245,12 +245,16 @@ def test_auto_runs_pcalm_on_the_error_front_for_deep_dense_networks_on_a_cpu():
 
 def test_held_predictions_give_the_energy_and_state_gradient_of_computed_ones():
     """The relaxation's state steps reuse the predictions its dual steps formed: E_rho and dE_rho/dz
-    from held predictions equal those that compute mu_l again (float64, skips included), and a
+    from held predictions equal those that compute mu_l again (float64, long skip edges included), and a
     weight gradient through a held prediction is refused, not silently zero."""
     from pcjax.algorithms.parameterisation import predictions_at
 
     with jax.enable_x64(True):
         net, x, y = _net_and_batch(depth=5)
+        long_skips = [(1, 4, pj.blocks.Identity()), (2, 5, pj.blocks.Identity())]
+        net = pj.Network(net.blocks, net.input_shape,
+                         skips=[(s, t, m) for (s, t), m in zip(net.skip_edges, net.skips)] + long_skips)
+        assert (1, 4) in net.skip_edges and net.num_nodes == 6
         states = tuple(z + 0.1 * jax.random.normal(jax.random.PRNGKey(i), z.shape, z.dtype)
                        for i, z in enumerate(net.feedforward(x)[:-1]))
         duals = tuple(0.3 * jax.random.normal(jax.random.PRNGKey(10 + i), z.shape, z.dtype)

@@ -475,7 +475,10 @@ class StatesAndDuals(Parameterisation):
         Each dual step forms the predictions mu_l(z) at the new states for its residuals
         r_l = z_l - mu_l; the next state step is taken at those same states, so it reuses them
         (``held_prediction``): its energy and gradient need only the backward pass, and one
-        iteration costs one forward and one backward pass instead of two forwards and a backward.
+        iteration costs one forward and one backward pass instead of two forwards and a backward
+        (for blocks whose backward pass needs only their inputs, such as the pre-activation blocks
+        act -> linear of the residual MLPs; a post-activation block act(W z + b) recomputes W z + b
+        in its backward pass, so it saves less).
         """
         T = inference.T if T is None else T
         L = model.num_nodes
