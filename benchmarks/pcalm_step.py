@@ -1,7 +1,7 @@
 """One PC-ALM training step on a deep residual MLP: compile and step time, for comparing two commits.
 
-MNIST-shaped muPC residual MLP (width 128, ReLU, pre-activation), batch 64, PC-ALM at the paper's
-budget T = 2 x depth (state SGD 0.25, rho = dual_lr = 1, weight Adam 0.01), the error front on or off;
+The model, batch and PC-ALM setting of ``benchmarks.error_front --pcalm`` (muPC residual MLP, width 128,
+batch 64, T = 2 x depth, state SGD 0.25, rho = dual_lr = 1, weight Adam 0.01), the error front on or off;
 one jitted step compiled once, then the best and median of 5 calls. ``--save FILE`` writes the
 parameters after the first step and its energy (``.npz``) so two commits' steps can be compared.
 Run it from two checkouts, one after the other, on an otherwise idle machine:
@@ -17,20 +17,15 @@ import time
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import pcjax as pj
+from benchmarks.error_front import _algorithm, problem
 
 
 def measure(depth: int, front: bool, reps: int = 5, save: str | None = None) -> dict:
     """Compile seconds and step milliseconds (best, median of ``reps``) of one PC-ALM step."""
-    model = pj.build_model("mlp", (28, 28, 1), 10, key=jax.random.PRNGKey(0), width=128, depth=depth, act="relu",
-                           residual=True, init="mup", preact=True)
-    x = jax.random.normal(jax.random.PRNGKey(1), (64, 28, 28, 1))
-    y = jax.nn.one_hot(jnp.arange(64) % 10, 10)
-    algo = pj.PCALM(pj.Inference(2 * depth, pj.LatentOptim("sgd", 0.25)), pj.EnergySpec(),
-                    pj.WeightOptim(lr=0.01, schedule="constant"), 100, runtime=pj.Runtime(error_front=front))
+    model, x, y = problem(depth)
+    algo = _algorithm(depth, front, pcalm=True)
     state = algo.init(model)
     step = jax.jit(algo.train_step)
     t0 = time.perf_counter()

@@ -48,20 +48,21 @@ def error_nodes(num_nodes: int, skip_edges, moved) -> frozenset[int]:
     """Nodes whose prediction error can be non-zero once the latents ``moved`` (node indices) have left
     the feed-forward init: the output L, each moved node, and each node with a moved source (z_{l-1}
     or a skip source), since eps_l = z_l - mu_l(sources of l) vanishes while none of them has moved."""
-    return frozenset(_error_nodes(int(num_nodes), _sources(int(num_nodes), skip_edges), set(moved)))
+    return frozenset(_error_nodes(int(num_nodes), node_sources(num_nodes, skip_edges), set(moved)))
 
 
-def _sources(L: int, skip_edges) -> dict[int, set[int]]:
-    return {l: {l - 1} | {s for s, t in skip_edges if t == l} for l in range(1, L + 1)}
+def node_sources(num_nodes: int, skip_edges) -> dict[int, frozenset[int]]:
+    """The nodes each prediction mu_l reads, l = 1..L: z_{l-1} and the sources s of the skip edges (s, l)."""
+    return {l: frozenset({l - 1} | {s for s, t in skip_edges if t == l}) for l in range(1, int(num_nodes) + 1)}
 
 
-def _error_nodes(L: int, sources: dict[int, set[int]], moved: set[int]) -> set[int]:
+def _error_nodes(L: int, sources: dict[int, frozenset[int]], moved: set[int]) -> set[int]:
     return {L} | {l for l in range(1, L) if l in moved or sources[l] & moved}
 
 
 def _error_front(num_nodes: int, skip_edges, T: int):
     L = int(num_nodes)
-    sources = _sources(L, skip_edges)
+    sources = node_sources(L, skip_edges)
     feeds = {l: {k for k in range(1, L + 1) if l in sources[k]} for l in range(1, L)}
     all_terms, all_free = set(range(1, L + 1)), set(range(1, L))
     moved: set[int] = set()

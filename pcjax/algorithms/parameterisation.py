@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..error_front import error_nodes
+from ..error_front import error_nodes, node_sources
 from ..errors import ConfigError
 from ..inference import ActiveSet, Inference, StepInfo, latent_step, schedule_runs
 from ..lalr import LALRRule
@@ -283,11 +283,6 @@ class ALMRelaxation(NamedTuple):
     infos: StepInfo
 
 
-def sources(model, l: int) -> frozenset[int]:
-    """The nodes node l's prediction reads: l - 1 and the sources of the skip edges into l."""
-    return frozenset({l - 1} | {s for s, t in model.skip_edges if t == l})
-
-
 @eqx.filter_custom_vjp
 def held_prediction(inputs: tuple[Array | None, ...], model, l: int, mu: Array) -> Array:
     """mu_l(z_{<l}) whose value is already known: returns ``mu`` (computed at these ``inputs``, the node
@@ -311,22 +306,32 @@ def _held_prediction_bwd(_, cotangent, perturbed, inputs, model, l, mu):
     return jax.tree_util.tree_map(lambda g, p: g if p else None, grads, perturbed)
 
 
-def _predict(model, l: int, values: Sequence[Array], held: Sequence[Array] | None) -> Array:
+def _predict(model, l: int, values: Sequence[Array], held: Sequence[Array] | None,
+             sources: frozenset[int] = frozenset()) -> Array:
     """mu_l at ``values``: computed, or with ``held`` (mu_1..mu_L at these values) taken from it and
-    differentiated with respect to the values (``held_prediction``)."""
+    differentiated with respect to the values it reads, ``sources`` (``held_prediction``)."""
     if held is None:
         return model.predict(l, values)
-    src = sources(model, l)
-    return held_prediction(tuple(v if i in src else None for i, v in enumerate(values[:l])), model, l, held[l - 1])
+    return held_prediction(tuple(v if i in sources else None for i, v in enumerate(values[:l])), model, l,
+                           held[l - 1])
 
 
 def residuals(model, x: Array, states: tuple[Array, ...], nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
     """r_l = z_l - mu_l(z_0..z_{l-1}) for the hidden nodes l = 1..L-1; with ``nodes`` (the error front)
     only those are computed and the others are returned as 0 (exact where the front has not reached)."""
     values = (x,) + tuple(states)
+    keep = range(1, len(states) + 1) if nodes is None else set(nodes)
+    return residuals_from(states, [model.predict(l, values) if l in keep else None
+                                   for l in range(1, len(states) + 1)], nodes)
+
+
+def residuals_from(states: Sequence[Array], predictions: Sequence[Array],
+                   nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
+    """r_l = z_l - mu_l for l = 1..L-1 from predictions already formed (mu_1.., an extra mu_L ignored);
+    with ``nodes`` only those, the others 0 (their predictions are not read)."""
     keep = None if nodes is None else set(nodes)
-    return tuple(z - model.predict(l, values).astype(z.dtype) if keep is None or l in keep else jnp.zeros_like(z)
-                 for l, z in enumerate(states, start=1))
+    return tuple(z - mu.astype(z.dtype) if keep is None or l in keep else jnp.zeros_like(z)
+                 for l, (z, mu) in enumerate(zip(states, predictions), start=1))
 
 
 def predictions_at(model, x: Array, states: tuple[Array, ...], previous: Sequence[Array] | None = None,
@@ -335,9 +340,11 @@ def predictions_at(model, x: Array, states: tuple[Array, ...], previous: Sequenc
     only those and the output are computed, the others taken from ``previous`` (their sources have
     not moved since it was formed)."""
     values = (x,) + tuple(states)
+    if nodes is None:
+        return model.predictions(values)
     L = model.num_nodes
-    keep = None if nodes is None else set(nodes) | {L}
-    return tuple(model.predict(l, values) if keep is None or l in keep else previous[l - 1] for l in range(1, L + 1))
+    keep = set(nodes) | {L}
+    return tuple(model.predict(l, values) if l in keep else previous[l - 1] for l in range(1, L + 1))
 
 
 def residual_front(model, active: ActiveSet) -> tuple[int, ...]:
@@ -369,16 +376,17 @@ def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tupl
         alpha = alpha * precision
     forward, norms = [], []
     keep = None if nodes is None else set(nodes)
+    sources = node_sources(L, model.skip_edges) if held is not None else {}
     for l, (z, lam) in enumerate(zip(states, duals), start=1):
         if keep is not None and l not in keep:
             forward.append(jnp.zeros(z.shape[:1], z.dtype))
             norms.append(jnp.zeros((), jnp.float32))
             continue
-        mu = _predict(model, l, values, held).astype(z.dtype)
+        mu = _predict(model, l, values, held, sources.get(l, frozenset())).astype(z.dtype)
         shifted = (z - mu + lam / rho).reshape(z.shape[0], -1)
         forward.append(0.5 * rho * jnp.sum(jnp.square(shifted), axis=1))
         norms.append(error_norm(mu, z))
-    mu_out = _predict(model, L, values, held).astype(y.dtype)
+    mu_out = _predict(model, L, values, held, sources.get(L, frozenset())).astype(y.dtype)
     forward.append(spec.term("output")(mu_out, y))
     norms.append(error_norm(mu_out, y))
     total = sum(alpha[i] * f for i, f in enumerate(forward))
@@ -498,9 +506,7 @@ class StatesAndDuals(Parameterisation):
             z, zstate, info = state_step(z, zstate, lam, held, t, active)
             nodes = None if active is None else residual_front(model, active)
             held = predictions_at(model, x, z, held, nodes)
-            lam = tuple(a if nodes is not None and l not in nodes
-                        else a + self.dual_lr * (zl - held[l - 1].astype(zl.dtype))
-                        for l, (a, zl) in enumerate(zip(lam, z), start=1))
+            lam = tuple(a + self.dual_lr * r for a, r in zip(lam, residuals_from(z, held, nodes)))
             return (z, zstate, lam, held), info
 
         held0 = predictions_at(model, x, states0)
