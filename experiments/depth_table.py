@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pcjax.collapse import find_collapse  # noqa: E402
 from pcjax.reporting import load_records, replace_marked_block, strict_accuracy  # noqa: E402
 
 ALGOS = {"pc_se": "PC", "pc_se_lalr": "PC + LALR", "epc_se": "ePC", "epcg_se": "ePC (nudged, guarded)",
@@ -33,11 +34,14 @@ PORT = re.compile(r"^fashion_mnist_resmlp32w32_(?P<algo>bp_se|pc_se|pcalm_se)$")
 PORT_PUBLISHED = {"bp_se": 78.66, "pc_se": 68.13, "pcalm_se": 77.75}
 
 FAILED: dict = defaultdict(list)  # (dataset, depth, epochs, algo) -> statuses of runs that did not complete
+COLLAPSED: dict = defaultdict(int)  # (dataset, depth, epochs, algo) -> complete runs with a finite blow-up
 
 
 def collect(paths: list[str]) -> dict:
     """(dataset, depth, epochs, algo) -> list of (strict test acc %, s/epoch) over seeds (complete runs
-    only); the other runs' statuses (diverged, failed, ...) go to ``FAILED``."""
+    only); the other runs' statuses (diverged, failed, ...) go to ``FAILED``, and the complete runs whose
+    accuracy collapsed later (``pcjax.collapse``; the strict number reads the epoch before) are counted
+    in ``COLLAPSED``."""
     table: dict = defaultdict(list)
     for r in load_records(paths):
         m = ROW.match(r.name or "")
@@ -50,6 +54,7 @@ def collect(paths: list[str]) -> dict:
         acc, _ = strict_accuracy(r)
         secs = [e["seconds"] for e in r.epochs]
         table[key].append((100 * acc, sum(secs) / len(secs)))
+        COLLAPSED[key] += find_collapse(r.epochs) is not None
     return table
 
 
@@ -96,7 +101,8 @@ def study_table(table: dict, epochs: int) -> list[str]:
                 runs = table.get((ds, depth, epochs, algo), [])
                 if runs:
                     means[algo] = statistics.mean(acc for acc, _ in runs)
-                cells.append(cell_text(runs, FAILED.get((ds, depth, epochs, algo), [])))
+                cells.append(cell_text(runs, FAILED.get((ds, depth, epochs, algo), []),
+                                       COLLAPSED.get((ds, depth, epochs, algo), 0)))
             lines.append(f"| {ds} | {depth} | " + " | ".join(cells) + f" | {gap_text(means)} |")
     return lines
 
@@ -133,11 +139,13 @@ def study_arguments(doc: str, marker: str, plot_help: str, diag_help: str) -> ar
     return p
 
 
-def cell_text(runs: list[tuple[float, float]], failed: list[str]) -> str:
-    """One table cell: mean ± std accuracy over the complete runs, their count, how many did not
-    complete and why, and the mean seconds per epoch; the failures alone when none completed."""
+def cell_text(runs: list[tuple[float, float]], failed: list[str], collapsed: int = 0) -> str:
+    """One table cell: mean ± std accuracy over the complete runs, their count, how many of them
+    collapsed later, how many did not complete and why, and the mean seconds per epoch; the failures
+    alone when none completed."""
     if runs:
-        other = f"; {len(failed)} {'/'.join(sorted(set(failed)))}" if failed else ""
+        other = f", {collapsed} collapsed" if collapsed else ""
+        other += f"; {len(failed)} {'/'.join(sorted(set(failed)))}" if failed else ""
         return (f"{fmt([acc for acc, _ in runs])} (n={len(runs)}{other}, "
                 f"{statistics.mean(s for _, s in runs):.0f} s/ep)")
     return " / ".join(sorted(set(failed))) if failed else "not run"

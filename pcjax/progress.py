@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .collapse import find_collapse
 from .runs import LOCK, _pid_alive, read_lock_holder, read_record
 
 __all__ = ["RunProgress", "run_progress", "describe_progress", "progress_details", "lock_holder"]
@@ -50,7 +51,8 @@ class RunProgress:
     chance to say so: a record that says ``running``, or a log with neither record nor checkpoint, and
     no live process holding the directory. ``within_epoch``:
     ``(epoch, chunks)`` of a within-epoch checkpoint a restart resumes from. ``seconds_left``: None
-    when no epoch has finished (nothing to estimate from) or the run is not going on."""
+    when no epoch has finished (nothing to estimate from) or the run is not going on. ``collapse``: the
+    finite blow-up :func:`pcjax.collapse.find_collapse` finds in the finished epochs, or None."""
 
     status: str
     epochs_done: int = 0
@@ -63,6 +65,7 @@ class RunProgress:
     holder: dict | None = None
     chunks_total: int | None = None
     estimated: bool = False
+    collapse: dict | None = None
 
 
 def _partial_meta(run_dir: Path) -> dict:
@@ -152,7 +155,7 @@ def run_progress(run_dir: str | Path, *, now: float | None = None) -> RunProgres
             left = max(left - _seconds_since(run_dir / "record.json", now), 0.0)
     val = done[-1].get("val_acc") if done else None
     return RunProgress(status, len(done), epochs, float(val) if isinstance(val, (int, float)) else None, spe, left,
-                       within if status != "complete" else None, ckpt, holder, total)
+                       within if status != "complete" else None, ckpt, holder, total, collapse=find_collapse(done))
 
 
 def _duration(seconds: float) -> str:
@@ -180,6 +183,9 @@ def progress_details(p: RunProgress) -> str:
         parts.append(f"epoch {p.within_epoch[0]}: {p.within_epoch[1]}/{p.chunks_total} chunks")
     if p.val_acc is not None:
         parts.append(f"val {100 * p.val_acc:.2f} %")
+    if p.collapse is not None:
+        c = p.collapse
+        parts.append(f"collapsed at epoch {c['epoch']} (from {100 * c['best_acc']:.2f} % at epoch {c['best_epoch']})")
     if p.seconds_per_epoch is not None and p.status not in ("complete", "diverged"):
         parts.append(f"{p.seconds_per_epoch:,.0f} s/epoch" + (" (est.)" if p.estimated else ""))
     if p.seconds_left is not None and p.status == "running":

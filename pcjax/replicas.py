@@ -42,7 +42,8 @@ from .data import ArrayDataset
 from .data.pipeline import eval_batches
 from .errors import ConfigError, DivergenceError
 from .training import (EpochLayout, PartialEpoch, TrainerConfig, _Compiled, _concat, _epoch_text, _PartialSaver,
-                    _resumed_record, _summarise, data_key, describe_divergence, entry_of, new_record, resolve_loop)
+                       _resumed_record, _summarise, _warn_collapse, data_key, describe_divergence, entry_of, new_record,
+                       resolve_loop)
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +509,7 @@ def _record_epoch(fns: Vmapped, state, dev: GroupData, metrics: dict, epochs: tu
         record["inference_trace"] = None if trace is None else trace.tolist()
         _summarise(record)
         log.info("epoch %d/%d seed %d: %s", epoch + 1, total, record["seed"], _epoch_text(entry))
+        _warn_collapse(record, epoch, record["seed"])
         if trackers is not None:
             logged = {key: v for key, v in entry.items() if key != "epoch"}
             if trace is not None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .collapse import find_collapse
+
 SCHEMA_VERSION = 1
 PCX_DROP, PCX_MIN_SEEDS = 2, 7
 
@@ -365,10 +367,14 @@ class Row:
         return out
 
     def flags(self) -> list[str]:
-        """Status flags: non-complete runs, duplicate seeds."""
+        """Status flags: non-complete runs, runs that collapsed (``pcjax.collapse``), duplicate seeds."""
         counts = Counter(r.status for r in self.records)
         flags = [f"{n} {s}" + (" (excluded)" if s in UNFINISHED else "")
                  for s, n in sorted(counts.items()) if s != "complete"]
+        collapsed = [c for c in (find_collapse(r.epochs) for r in self.used) if c is not None]
+        if collapsed:
+            flags.append(f"{len(collapsed)} collapsed (epoch {', '.join(str(c['epoch']) for c in collapsed)}; "
+                         "strict reads the best validation epoch before it)")
         seeds = Counter(r.seed for r in self.records if r.seed is not None)
         if any(n > 1 for n in seeds.values()):
             flags.append("duplicate seeds " + ",".join(str(s) for s, n in seeds.items() if n > 1))

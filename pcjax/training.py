@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .collapse import describe_collapse, find_collapse
 from .compile_cache import cache_counts
 from .data import ArrayDataset, split_validation
 from .data.pipeline import AugmentSpec, augment, center_crop, epoch_permutation, eval_batches, normalize
@@ -313,6 +314,7 @@ def fit(algorithm, model, data: ArrayDataset, cfg: TrainerConfig, *, tracker=Non
         _summarise(record)
         store.save(state, record, epoch + 1)
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, _epoch_text(entry))
+        _warn_collapse(record, epoch)
         if tracker is not None:
             _track_epoch(tracker, entry, trace, epoch)
     if bar is not None:
@@ -605,6 +607,15 @@ class _PartialSaver:
         self.last = time.perf_counter()
 
 
+def _warn_collapse(record: dict, epoch: int, seed: int | None = None) -> None:
+    """Log a warning when epoch ``epoch`` (0-based) is the one :func:`_summarise` found collapsed."""
+    c = record["summary"].get("collapse")
+    if c is not None and c["epoch"] == epoch + 1:
+        log.warning("%straining collapsed at %s; the run trains on (the strict protocol still reads the best "
+                    "validation epoch), see summary.collapse in its record", "" if seed is None else f"seed {seed}: ",
+                    describe_collapse(c))
+
+
 def _epoch_text(entry: dict) -> str:
     """The scalar metrics of an epoch's record entry, one line (``train_loss=0.0412 ... seconds=0.21``)."""
     parts = []
@@ -742,10 +753,16 @@ def _resumed_record(fresh: dict, run_dir: Path | None, ck_meta: dict, cfg: Train
 
 def _summarise(record: dict) -> None:
     """summary: strict protocol (test acc at the best-validation epoch), best test, seconds/epoch
-    (:func:`_seconds_per_epoch`)."""
+    (:func:`_seconds_per_epoch`), and ``collapse`` where a finite blow-up dropped the held-out
+    accuracy (:func:`pcjax.collapse.find_collapse`)."""
     epochs = record["epochs"]
     if not epochs:
         return
+    collapse = find_collapse(epochs)
+    if collapse is None:
+        record["summary"].pop("collapse", None)
+    else:
+        record["summary"]["collapse"] = collapse
     if all(e["val_acc"] is not None for e in epochs):
         best = max(range(len(epochs)), key=lambda i: (epochs[i]["val_acc"], -i))
     else:

@@ -37,6 +37,10 @@ def test_depth_table_counts_diverged_seeds(tmp_path):
     lines = [line for line in one_epoch.splitlines() if line.startswith("| mnist | 32 |")]
     assert len(lines) == 1 and "n=3" in lines[0] and "diverged" in lines[0]
     assert "| mnist | 128 | 1 | ePC (nudged, guarded) " in text  # the target table
+    # the three 8-layer 5-epoch PC-ALM seeds each fell from ~96 % to 25-46 % validation in epoch 2 or 3
+    five = text.partition("trained for 5 epochs")[2].partition("Target (")[0]
+    (eight,) = [line for line in five.splitlines() if line.startswith("| mnist | 8 |")]
+    assert "(n=3, 3 collapsed, " in eight
     assert (tmp_path / "depth.png").exists() and (tmp_path / "diag.png").exists()
 
 
