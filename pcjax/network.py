@@ -37,6 +37,29 @@ class Tied(eqx.Module):
     act: str = eqx.field(static=True, default="identity")
 
 
+class Prediction(eqx.Module):
+    """One node's forward prediction as a module of its own (``Network.prediction(l)``):
+    mu_l = f_l(z_{l-1}) + sum_{(s, l) in skip_edges} S_{s,l}(z_s), holding only f_l and the skip
+    projections into l (a transformation of mu_l then handles one block, not the whole network)."""
+
+    block: eqx.Module
+    skips: tuple[eqx.Module, ...]
+    node: int = eqx.field(static=True)
+    skip_sources: tuple[int, ...] = eqx.field(static=True)
+
+    @property
+    def reads(self) -> frozenset[int]:
+        """The node values mu_l reads: l - 1 and the skip sources."""
+        return frozenset((self.node - 1,) + self.skip_sources)
+
+    def __call__(self, values: Sequence[Array | None]) -> Array:
+        """mu_l from the node values (z_0, z_1, ...); entries it does not read may be None."""
+        mu = self.block(values[self.node - 1])
+        for s, proj in zip(self.skip_sources, self.skips):
+            mu = mu + proj(values[s])
+        return mu
+
+
 class Network(eqx.Module):
     """A predictive-coding network; also the model that backprop trains (``feedforward``)."""
 
@@ -104,13 +127,14 @@ class Network(eqx.Module):
         return len(self.blocks)
 
     # ----------------------------------------------------------- predictions
+    def prediction(self, l: int) -> Prediction:
+        """mu_l's parts, f_l and the skip projections into l, as a module (:class:`Prediction`)."""
+        edges = [(s, proj) for (s, t), proj in zip(self.skip_edges, self.skips) if t == l]
+        return Prediction(self.blocks[l - 1], tuple(p for _, p in edges), l, tuple(s for s, _ in edges))
+
     def predict(self, l: int, values: Sequence[Array]) -> Array:
         """mu_l = f_l(z_{l-1}) + sum over skip edges (s, l) of S(z_s)."""
-        mu = self.blocks[l - 1](values[l - 1])
-        for (s, t), proj in zip(self.skip_edges, self.skips):
-            if t == l:
-                mu = mu + proj(values[s])
-        return mu
+        return self.prediction(l)(values)
 
     def predictions(self, values: Sequence[Array]) -> tuple[Array, ...]:
         """mu_l = f_l(z_{l-1}) + sum_skips S(z_s) for l = 1..L, from node values (z_0, ..., z_{L-1}[, z_L])."""

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..error_front import error_nodes, node_sources
+from ..error_front import error_nodes
 from ..errors import ConfigError
 from ..inference import ActiveSet, Inference, StepInfo, latent_step, schedule_runs
 from ..lalr import LALRRule
@@ -284,10 +284,12 @@ class ALMRelaxation(NamedTuple):
 
 
 @eqx.filter_custom_vjp
-def held_prediction(inputs: tuple[Array | None, ...], model, l: int, mu: Array) -> Array:
+def held_prediction(inputs: tuple[Array | None, ...], prediction, mu: Array) -> Array:
     """mu_l(z_{<l}) whose value is already known: returns ``mu`` (computed at these ``inputs``, the node
-    values with every non-source of l as None) and differentiates as mu_l does with respect to the
-    inputs (the vector-Jacobian product of ``model.predict``), without computing the prediction again.
+    values with every value ``prediction`` (``Network.prediction(l)``) does not read as None) and
+    differentiates as mu_l does with respect to the inputs (the vector-Jacobian product of
+    ``prediction``), without computing the prediction again. ``prediction`` holds only block l and the
+    skip projections into l, so tracing L of these costs O(L), not O(L^2) as the whole network would.
 
     Only for gradients with respect to node values: differentiating the weights through it raises
     (equinox refuses a tangent in the non-differentiated arguments), it never gives a silent zero."""
@@ -295,24 +297,25 @@ def held_prediction(inputs: tuple[Array | None, ...], model, l: int, mu: Array) 
 
 
 @held_prediction.def_fwd
-def _held_prediction_fwd(perturbed, inputs, model, l, mu):
+def _held_prediction_fwd(perturbed, inputs, prediction, mu):
     return mu, None
 
 
 @held_prediction.def_bwd
-def _held_prediction_bwd(_, cotangent, perturbed, inputs, model, l, mu):
-    _, vjp = jax.vjp(lambda v: model.predict(l, v), inputs)
+def _held_prediction_bwd(_, cotangent, perturbed, inputs, prediction, mu):
+    _, vjp = jax.vjp(prediction, inputs)
     (grads,) = vjp(cotangent)
     return jax.tree_util.tree_map(lambda g, p: g if p else None, grads, perturbed)
 
 
-def _predict(model, l: int, values: Sequence[Array], held: Sequence[Array] | None,
-             sources: frozenset[int] = frozenset()) -> Array:
+def _predict(model, l: int, values: Sequence[Array], held: Sequence[Array] | None) -> Array:
     """mu_l at ``values``: computed, or with ``held`` (mu_1..mu_L at these values) taken from it and
-    differentiated with respect to the values it reads, ``sources`` (``held_prediction``)."""
+    differentiated with respect to the values it reads (``held_prediction``)."""
     if held is None:
         return model.predict(l, values)
-    return held_prediction(tuple(v if i in sources else None for i, v in enumerate(values[:l])), model, l,
+    prediction = model.prediction(l)
+    reads = prediction.reads
+    return held_prediction(tuple(v if i in reads else None for i, v in enumerate(values[:l])), prediction,
                            held[l - 1])
 
 
@@ -376,17 +379,16 @@ def alm_energy(model, x: Array, y: Array, states: tuple[Array, ...], duals: tupl
         alpha = alpha * precision
     forward, norms = [], []
     keep = None if nodes is None else set(nodes)
-    sources = node_sources(L, model.skip_edges) if held is not None else {}
     for l, (z, lam) in enumerate(zip(states, duals), start=1):
         if keep is not None and l not in keep:
             forward.append(jnp.zeros(z.shape[:1], z.dtype))
             norms.append(jnp.zeros((), jnp.float32))
             continue
-        mu = _predict(model, l, values, held, sources.get(l, frozenset())).astype(z.dtype)
+        mu = _predict(model, l, values, held).astype(z.dtype)
         shifted = (z - mu + lam / rho).reshape(z.shape[0], -1)
         forward.append(0.5 * rho * jnp.sum(jnp.square(shifted), axis=1))
         norms.append(error_norm(mu, z))
-    mu_out = _predict(model, L, values, held, sources.get(L, frozenset())).astype(y.dtype)
+    mu_out = _predict(model, L, values, held).astype(y.dtype)
     forward.append(spec.term("output")(mu_out, y))
     norms.append(error_norm(mu_out, y))
     total = sum(alpha[i] * f for i, f in enumerate(forward))
