@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import pcjax as pj
 
 
-def _algorithm(depth: int, front: bool, pcalm: bool):
+def algorithm(depth: int, front: bool, pcalm: bool):
     runtime = pj.Runtime(error_front=front)
     if pcalm:
         return pj.PCALM(pj.Inference(2 * depth, pj.LatentOptim("sgd", 0.25)), pj.EnergySpec(),
@@ -44,7 +44,7 @@ def measure(depth: int, reps: int = 5, pcalm: bool = False) -> dict:
     model, x, y = problem(depth)
     runs = {}
     for front in (False, True):
-        algo = _algorithm(depth, front, pcalm)
+        algo = algorithm(depth, front, pcalm)
         state = algo.init(model)
         step = jax.jit(algo.train_step)
         t0 = time.perf_counter()

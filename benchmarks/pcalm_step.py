@@ -19,13 +19,13 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from benchmarks.error_front import _algorithm, problem
+from benchmarks.error_front import algorithm, problem
 
 
 def measure(depth: int, front: bool, reps: int = 5, save: str | None = None) -> dict:
     """Compile seconds and step milliseconds (best, median of ``reps``) of one PC-ALM step."""
     model, x, y = problem(depth)
-    algo = _algorithm(depth, front, pcalm=True)
+    algo = algorithm(depth, front, pcalm=True)
     state = algo.init(model)
     step = jax.jit(algo.train_step)
     t0 = time.perf_counter()

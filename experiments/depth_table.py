@@ -40,7 +40,7 @@ COLLAPSED: dict = defaultdict(int)  # (dataset, depth, epochs, algo) -> complete
 def collect(paths: list[str]) -> dict:
     """(dataset, depth, epochs, algo) -> list of (strict test acc %, s/epoch) over seeds (complete runs
     only); the other runs' statuses (diverged, failed, ...) go to ``FAILED``, and the complete runs whose
-    accuracy collapsed later (``pcjax.collapse``; the strict number reads the epoch before) are counted
+    validation accuracy fell 20 points or more below an earlier epoch's (``pcjax.collapse``) are counted
     in ``COLLAPSED``."""
     table: dict = defaultdict(list)
     for r in load_records(paths):

@@ -143,13 +143,17 @@ def mark_replicas(dirs: list[Path], metas: list[dict], status: str, **fields: An
 def group_result(records: list[dict], run_dir: Path) -> dict:
     """What ``run_experiment`` returns for a group: the first replica's record with the group's
     ``run_dir``, ``seeds``, the K records under ``replicas``, and a summary holding the mean over the
-    completed replicas of every numeric summary value (the first replica's when none completed)."""
+    completed replicas of every numeric summary value (the first replica's when none completed);
+    ``collapse`` maps each replica's seed to its own (``pcjax.collapse``; None where it did not)."""
     done = [r for r in records if r.get("status") == "complete"] or records[:1]
     summary = {}
     for key, value in records[0]["summary"].items():
         values = [r["summary"].get(key) for r in done]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         summary[key] = float(np.mean(values)) if numeric and values else value
+    summary.pop("collapse", None)
+    if any(r["summary"].get("collapse") for r in records):
+        summary["collapse"] = {r["seed"]: r["summary"].get("collapse") for r in records}
     return {**records[0], "summary": summary, "seeds": [r["seed"] for r in records], "replicas": records,
             "run_dir": str(run_dir)}
 

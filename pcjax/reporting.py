@@ -371,10 +371,11 @@ class Row:
         counts = Counter(r.status for r in self.records)
         flags = [f"{n} {s}" + (" (excluded)" if s in UNFINISHED else "")
                  for s, n in sorted(counts.items()) if s != "complete"]
-        collapsed = [c for c in (find_collapse(r.epochs) for r in self.used) if c is not None]
+        collapsed = [(r.seed, c) for r, c in ((r, find_collapse(r.epochs)) for r in self.used) if c is not None]
         if collapsed:
-            flags.append(f"{len(collapsed)} collapsed (epoch {', '.join(str(c['epoch']) for c in collapsed)}; "
-                         "strict reads the best validation epoch before it)")
+            where = ", ".join(f"seed {s} at epoch {c['epoch']}" if s is not None else f"epoch {c['epoch']}"
+                              for s, c in collapsed)
+            flags.append(f"{len(collapsed)} collapsed ({where})")
         seeds = Counter(r.seed for r in self.records if r.seed is not None)
         if any(n > 1 for n in seeds.values()):
             flags.append("duplicate seeds " + ",".join(str(s) for s, n in seeds.items() if n > 1))

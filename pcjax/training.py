@@ -611,9 +611,10 @@ def _warn_collapse(record: dict, epoch: int, seed: int | None = None) -> None:
     """Log a warning when epoch ``epoch`` (0-based) is the one :func:`_summarise` found collapsed."""
     c = record["summary"].get("collapse")
     if c is not None and c["epoch"] == epoch + 1:
-        log.warning("%straining collapsed at %s; the run trains on (the strict protocol still reads the best "
-                    "validation epoch), see summary.collapse in its record", "" if seed is None else f"seed {seed}: ",
-                    describe_collapse(c))
+        pick = ("the strict protocol reads the best validation epoch" if c["metric"] == "val_acc" else
+                "with no validation split the strict protocol reads the last epoch")
+        log.warning("%straining collapsed at %s, every value finite; the run trains on (%s), see summary.collapse "
+                    "in its record", "" if seed is None else f"seed {seed}: ", describe_collapse(c), pick)
 
 
 def _epoch_text(entry: dict) -> str:

@@ -27,7 +27,7 @@ def test_the_fashion_mnist_128_layer_pcalm_blow_up_is_found_at_epoch_5():
     assert (c["epoch"], c["best_epoch"], c["metric"]) == (5, 3, "val_acc")
     assert c["best_train_energy"] == 0.118 and c["train_energy"] == 1.29e7
     assert describe_collapse(c) == ("epoch 5: validation accuracy 9.92 %, down from 86.18 % at epoch 3 "
-                                    "(mean training energy 0.118 -> 1.29e+07): a finite blow-up")
+                                    "(mean training energy 0.118 -> 1.29e+07)")
 
 
 @pytest.mark.parametrize("val", [
@@ -46,6 +46,20 @@ def test_the_fall_is_measured_from_the_best_earlier_epoch_and_the_first_fall_is_
     assert find_collapse(_epochs([0.50, 0.90, 0.75]), drop=0.1)["epoch"] == 3
     with pytest.raises(ValueError, match="drop must be > 0"):
         find_collapse(_epochs([0.5]), drop=0)
+
+
+def test_a_fall_of_exactly_drop_counts_despite_rounding():
+    assert 0.65 > 0.85 - 0.2  # float rounding: the exact fall would be missed
+    assert find_collapse(_epochs([0.85, 0.65]))["epoch"] == 2
+    assert find_collapse(_epochs([0.85, 0.6501])) is None
+
+
+def test_epochs_are_numbered_as_the_record_numbers_them_and_non_finite_values_are_skipped():
+    eps = _epochs([0.9, float("nan"), 0.95, 0.5])
+    for e, n in zip(eps, (3, 4, 5, 6)):  # a record continued from epoch 2
+        e["epoch"] = n
+    c = find_collapse(eps)
+    assert (c["metric"], c["epoch"], c["best_epoch"]) == ("val_acc", 6, 5)  # the NaN epoch keeps val_acc chosen
 
 
 def test_without_validation_the_test_accuracy_is_read():
@@ -67,6 +81,50 @@ def test_summary_records_the_collapse_and_the_trainer_warns_once(caplog):
         _warn_collapse(record, epoch=3)  # a later epoch: the collapse was reported already
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "training collapsed at epoch 3" in warnings[0]
+    assert "reads the best validation epoch" in warnings[0]
+    caplog.clear()
+    record = {"epochs": _epochs([None, None], test=[0.9, 0.3]), "summary": {}}
+    _summarise(record)
+    assert record["summary"]["test_acc"] == 0.3  # no validation split: the last epoch, the collapsed one
+    with caplog.at_level(logging.WARNING, logger="pcjax.training"):
+        _warn_collapse(record, epoch=1, seed=4)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("seed 4: training collapsed at epoch 2: test accuracy")
+    assert "with no validation split the strict protocol reads the last epoch" in message
+
+
+def test_a_replica_groups_summary_keeps_each_seeds_collapse(tmp_path):
+    from pcjax.replicas import group_result
+
+    records = []
+    for seed, val in ((0, [0.9, 0.95]), (1, [0.9, 0.2])):
+        r = {"seed": seed, "status": "complete", "epochs": _epochs(val), "summary": {}}
+        _summarise(r)
+        records.append(r)
+    summary = group_result(records, tmp_path)["summary"]
+    assert summary["collapse"][0] is None and summary["collapse"][1]["epoch"] == 2
+    assert "collapse" not in group_result(records[:1], tmp_path)["summary"]
+
+
+def test_a_prediction_reads_the_sources_the_error_front_assumes():
+    import jax
+
+    import pcjax as pj
+    from pcjax.error_front import node_sources
+    from pcjax.network import Network
+
+    base = pj.build_model("mlp", (6,), 3, key=jax.random.PRNGKey(0), width=5, depth=5, residual=True)
+    edges = [(s, t, p) for (s, t), p in zip(base.skip_edges, base.skips)]
+    edges += [(1, 4, pj.blocks.Identity()), (0, 2, pj.blocks.Dense(6, 5, key=jax.random.PRNGKey(1)))]
+    model = Network(base.blocks, base.input_shape, skips=edges)
+    sources = node_sources(model.num_nodes, model.skip_edges)
+    values = (jax.random.normal(jax.random.PRNGKey(2), (2, 6)),) + tuple(
+        jax.random.normal(jax.random.PRNGKey(3 + i), (2,) + s) for i, s in enumerate(model.node_shapes))
+    for l in range(1, model.num_nodes + 1):
+        p = model.prediction(l)
+        assert p.reads == sources[l]
+        only = tuple(v if i in p.reads else None for i, v in enumerate(values[:l]))
+        assert (p(only) == model.predict(l, values)).all()
 
 
 def _write(run, val, status="complete"):
@@ -84,4 +142,4 @@ def test_status_and_tables_flag_a_collapsed_run(tmp_path):
     assert "collapsed at epoch 3 (from 95.00 % at epoch 2)" in describe_progress(tmp_path / "row" / "row_seed0")
     assert "collapsed" not in describe_progress(tmp_path / "row" / "row_seed1")
     (row,) = group_rows(load_records([tmp_path / "row"]))
-    assert row.flags() == ["1 collapsed (epoch 3; strict reads the best validation epoch before it)"]
+    assert row.flags() == ["1 collapsed (seed 0 at epoch 3)"]

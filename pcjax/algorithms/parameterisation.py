@@ -328,7 +328,7 @@ def residuals(model, x: Array, states: tuple[Array, ...], nodes: Sequence[int] |
                                    for l in range(1, len(states) + 1)], nodes)
 
 
-def residuals_from(states: Sequence[Array], predictions: Sequence[Array],
+def residuals_from(states: Sequence[Array], predictions: Sequence[Array | None],
                    nodes: Sequence[int] | None = None) -> tuple[Array, ...]:
     """r_l = z_l - mu_l for l = 1..L-1 from predictions already formed (mu_1.., an extra mu_L ignored);
     with ``nodes`` only those, the others 0 (their predictions are not read)."""
